@@ -1,0 +1,554 @@
+package durable
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The engine runs every combinator. A batch is n branches, a completion rule, an
+// optional cap and deadline, and optionally a journal scope.
+//
+// Workers: the caller starts min(cap, n) goroutines, each claiming the next
+// undispatched index under the batch's mutex. When a branch finishes, its worker
+// counts the outcome, evaluates the rule and, unless the batch has decided,
+// claims the next index — so the rule is always evaluated before anything else
+// is dispatched, and goroutines stay at most cap. The caller waits for every
+// worker before it returns.
+//
+// With a journal, each finished branch takes a sequence number, is checkpointed,
+// and is counted in sequence order (a reorder buffer holds the ones whose
+// checkpoint came back early), so that a resumed run, which counts restored
+// branches by their journaled sequence, reaches the decision the first run would
+// have.
+type batch[T any] struct {
+	kind   string // "Parallel", "Settle", ...: for messages
+	name   string
+	n      int
+	nameOf func(i int) string
+	fn     func(ctx context.Context, i int) (T, error)
+	itemOf func(i int) any // FanOut by index: the item, whose digest is journaled
+	rule   rule
+	limit  int
+	cfg    *config
+
+	parent context.Context // the caller's
+	ctx    context.Context // the branches': parent, plus the deadline and cancel
+	cancel context.CancelCauseFunc
+	start  time.Time
+
+	// journal
+	sc       *scope
+	prefix   string
+	restored map[string]*record // restored branch records by key segment
+
+	wg sync.WaitGroup
+
+	mu        sync.Mutex
+	next      int
+	values    []T
+	status    []Status
+	errs      map[int]error
+	replayed  []bool
+	succeeded int
+	failed    int
+	decided   bool
+	reason    Reason
+	decider   int   // the branch whose outcome decided, or -1
+	abort     error // ends the call with an error instead of a result
+	seq       uint64
+	countNext uint64
+	ready     map[uint64]outcomeOf[T]
+}
+
+type outcomeOf[T any] struct {
+	i    int
+	v    T
+	err  error
+	jerr error
+}
+
+// statusRunning marks a dispatched branch; statuses are final once counted.
+const statusRunning Status = 255
+
+// errDecided is the cause given to branches cancelled because the batch
+// completed.
+var errDecided = errors.New("durable: batch completed")
+
+var errGoexit = errors.New("durable: branch called runtime.Goexit")
+
+func (b *batch[T]) init(ctx context.Context) error {
+	b.values = make([]T, b.n)
+	b.status = make([]Status, b.n)
+	b.decider = -1
+	b.start = time.Now()
+	b.sc = scopeOf(ctx)
+	if b.sc != nil {
+		b.replayed = make([]bool, b.n)
+		b.ready = make(map[uint64]outcomeOf[T])
+	}
+	return nil
+}
+
+// run executes the batch. The final state is read with the lock released, after
+// every worker has returned.
+func (b *batch[T]) run(parent context.Context) {
+	b.parent = parent
+	cctx, cancel := context.WithCancelCause(parent)
+	b.ctx, b.cancel = cctx, cancel
+	defer cancel(errDecided)
+	if b.cfg.timeout > 0 {
+		dctx, dcancel := context.WithDeadlineCause(cctx, b.start.Add(b.cfg.timeout), ErrTimeout)
+		defer dcancel()
+		b.ctx = dctx
+	}
+	stop := context.AfterFunc(b.ctx, func() {
+		b.mu.Lock()
+		b.checkDone()
+		b.mu.Unlock()
+	})
+	defer stop()
+
+	b.mu.Lock()
+	b.checkDone()
+	b.mu.Unlock()
+
+	workers := b.n
+	if b.limit > 0 && b.limit < workers {
+		workers = b.limit
+	}
+	for range workers {
+		b.mu.Lock()
+		i := b.claim()
+		b.mu.Unlock()
+		if i < 0 {
+			break
+		}
+		b.wg.Add(1)
+		go b.work(i)
+	}
+	b.wg.Wait()
+	b.mu.Lock() // order the reads below after an AfterFunc that raced with the end
+	b.checkDone()
+	b.mu.Unlock()
+}
+
+// checkDone decides the batch when its context ended for a reason of its own:
+// the caller's context, or the deadline. Called with b.mu held.
+func (b *batch[T]) checkDone() {
+	if b.decided || b.ctx == nil || b.ctx.Err() == nil {
+		return
+	}
+	b.decided = true
+	if b.parent.Err() != nil {
+		b.abort = context.Cause(b.parent)
+		return
+	}
+	b.reason = ReasonTimedOut
+}
+
+// claim returns the next index to dispatch, or -1. Called with b.mu held.
+func (b *batch[T]) claim() int {
+	b.checkDone()
+	for !b.decided && b.next < b.n {
+		i := b.next
+		b.next++
+		if b.status[i] == 0 {
+			b.status[i] = statusRunning
+			return i
+		}
+	}
+	return -1
+}
+
+// work runs branch i, then every branch it claims after it.
+func (b *batch[T]) work(i int) {
+	defer func() {
+		if i >= 0 { // the branch called runtime.Goexit
+			var zero T
+			b.mu.Lock()
+			if b.sc != nil {
+				b.ready[b.seq] = outcomeOf[T]{i: i, err: errGoexit}
+				b.seq++
+				b.drain()
+			} else {
+				b.count(i, zero, errGoexit, nil, false)
+			}
+			next := b.claim()
+			b.mu.Unlock()
+			if next >= 0 {
+				b.wg.Add(1)
+				go b.work(next)
+			}
+		}
+		b.wg.Done()
+	}()
+	for i >= 0 {
+		i = b.step(i)
+	}
+}
+
+// step runs branch i and returns the next index this worker should run.
+func (b *batch[T]) step(i int) int {
+	ctx := b.ctx
+	var key string
+	if b.sc != nil {
+		key = b.prefix + escapeName(b.nameOf(i))
+		ctx = withScope(ctx, b.sc.child(key))
+	}
+	v, err := b.call(ctx, i)
+	if b.sc == nil {
+		b.mu.Lock()
+		b.count(i, v, err, nil, false)
+		next := b.claim()
+		b.mu.Unlock()
+		return next
+	}
+	b.mu.Lock()
+	seq := b.seq
+	b.seq++
+	b.mu.Unlock()
+	var digest string
+	if b.itemOf != nil {
+		digest = itemDigest(b.itemOf(i))
+	}
+	v, err, jerr := checkpoint(b.parent, b.sc, key, seq, digest, v, err)
+	b.mu.Lock()
+	b.ready[seq] = outcomeOf[T]{i: i, v: v, err: err, jerr: jerr}
+	b.drain()
+	next := b.claim()
+	b.mu.Unlock()
+	return next
+}
+
+// call runs the branch function, turning a panic into a *PanicError.
+func (b *batch[T]) call(ctx context.Context, i int) (v T, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return b.fn(ctx, i)
+}
+
+// drain counts the checkpointed outcomes that are next in sequence. Called with
+// b.mu held.
+func (b *batch[T]) drain() {
+	for {
+		o, ok := b.ready[b.countNext]
+		if !ok {
+			return
+		}
+		delete(b.ready, b.countNext)
+		b.countNext++
+		b.count(o.i, o.v, o.err, o.jerr, false)
+	}
+}
+
+// count records branch i's outcome and evaluates the rule. Called with b.mu held.
+func (b *batch[T]) count(i int, v T, err, jerr error, replayed bool) {
+	// The deadline or the caller may have ended the batch before this outcome
+	// was counted; the branch most likely saw its context end.
+	b.checkDone()
+	if b.decided {
+		b.status[i] = StatusCancelled
+		return
+	}
+	if b.replayed != nil {
+		b.replayed[i] = replayed
+	}
+	switch {
+	case jerr != nil:
+		b.status[i] = StatusFailed
+		b.setErr(i, jerr)
+		b.decided = true
+		b.abort = &BranchError{Index: i, Name: b.nameOf(i), Err: jerr}
+		b.cancelRest()
+		return
+	case err != nil:
+		b.status[i] = StatusFailed
+		b.setErr(i, err)
+		b.failed++
+	default:
+		b.status[i] = StatusSucceeded
+		b.values[i] = v
+		b.succeeded++
+	}
+	if reason, ok := b.rule.decide(b.succeeded, b.failed, b.n); ok {
+		b.decided = true
+		b.reason = reason
+		b.decider = i
+		b.cancelRest()
+	}
+}
+
+func (b *batch[T]) cancelRest() {
+	if b.cancel != nil && b.succeeded+b.failed < b.n {
+		b.cancel(errDecided)
+	}
+}
+
+func (b *batch[T]) setErr(i int, err error) {
+	if b.errs == nil {
+		b.errs = make(map[int]error)
+	}
+	b.errs[i] = err
+}
+
+// finalStatus is branch i's status for the result.
+func (b *batch[T]) finalStatus(i int) Status {
+	switch s := b.status[i]; s {
+	case 0:
+		return StatusNotStarted
+	case statusRunning:
+		return StatusCancelled
+	default:
+		return s
+	}
+}
+
+// branchErr is branch i's failure as a *BranchError.
+func (b *batch[T]) branchErr(i int) error {
+	return &BranchError{Index: i, Name: b.nameOf(i), Err: b.errs[i]}
+}
+
+// timeoutErr is the error of a non-Settle combinator whose deadline passed.
+func (b *batch[T]) timeoutErr() error {
+	return fmt.Errorf("durable: %s %q: deadline of %v passed: %w", b.kind, b.name, b.cfg.timeout, ErrTimeout)
+}
+
+// --- journal ---
+
+// open prepares a journaled batch: it journals the head (start time and branch
+// set), or checks the journaled one, and returns the journaled decision of a
+// final combinator, if any. Restored branches are counted, in their original
+// completion order.
+func (b *batch[T]) open(ctx context.Context, final bool) (*record, error) {
+	seg, err := b.sc.claim(b.name)
+	if err != nil {
+		return nil, err
+	}
+	b.prefix = b.sc.prefix + seg + "/"
+	headKey := b.prefix + "!h"
+	head, err := b.sc.get(ctx, headKey)
+	if err != nil {
+		return nil, err
+	}
+	if head == nil {
+		var mine bool
+		head, mine, err = b.sc.put(ctx, headKey, newHead(b.start, b.n, b.nameOf))
+		if err != nil {
+			return nil, err
+		}
+		if mine {
+			return nil, nil // a fresh batch: nothing to restore
+		}
+	}
+	if err := checkKind(headKey, head, kindHead); err != nil {
+		return nil, err
+	}
+	if d := diffHead(head, b.n, b.nameOf); d != "" {
+		return nil, fmt.Errorf("%w: %s %q: %s", ErrNondeterministic, b.kind, b.name, d)
+	}
+	b.start = time.Unix(0, head.start)
+	if err := b.loadRestored(ctx); err != nil {
+		return nil, err
+	}
+	if final {
+		key := b.prefix + "!d"
+		dec, ok := b.restored["!d"]
+		if b.restored == nil {
+			dec, err = b.sc.get(ctx, key)
+			if err != nil {
+				return nil, err
+			}
+			ok = dec != nil
+		}
+		if ok {
+			if err := checkKind(key, dec, kindDecision); err != nil {
+				return nil, err
+			}
+			return dec, nil
+		}
+	}
+	return nil, b.restore(ctx)
+}
+
+// loadRestored loads every branch record in one call when the journal can scan.
+func (b *batch[T]) loadRestored(ctx context.Context) error {
+	s, ok := b.sc.j.(interface {
+		Scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error
+	})
+	if !ok {
+		return nil
+	}
+	b.restored = make(map[string]*record)
+	err := s.Scan(ctx, b.prefix, func(key string, value []byte) error {
+		seg := key[len(b.prefix):]
+		if strings.IndexByte(seg, '/') >= 0 || seg == "!h" {
+			return nil // a nested step's record, or the head
+		}
+		r, err := decodeRecord(value)
+		if err != nil {
+			return fmt.Errorf("durable: journal key %q: %w", key, err)
+		}
+		b.restored[seg] = r
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("durable: journal scan %q: %w", b.prefix, err)
+	}
+	return nil
+}
+
+// record returns the journaled record of branch i, or nil.
+func (b *batch[T]) record(ctx context.Context, i int) (string, *record, error) {
+	seg := escapeName(b.nameOf(i))
+	key := b.prefix + seg
+	if b.restored != nil {
+		return key, b.restored[seg], nil
+	}
+	r, err := b.sc.get(ctx, key)
+	return key, r, err
+}
+
+// restore counts the journaled outcomes of the branches, in sequence order.
+func (b *batch[T]) restore(ctx context.Context) error {
+	type found struct {
+		seq uint64
+		i   int
+		v   T
+		err error
+	}
+	var all []found
+	for i := range b.n {
+		key, r, err := b.record(ctx, i)
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			continue
+		}
+		v, ferr, err := outcome[T](key, r)
+		if err != nil {
+			return err
+		}
+		if b.itemOf != nil && r.kind == kindSuccess && r.itemDigest != itemDigest(b.itemOf(i)) {
+			return fmt.Errorf("%w: %s %q: journal key %q holds the result of another item at index %d",
+				ErrNondeterministic, b.kind, b.name, key, i)
+		}
+		all = append(all, found{seq: r.seq, i: i, v: v, err: ferr})
+	}
+	slices.SortFunc(all, func(x, y found) int {
+		if x.seq != y.seq {
+			if x.seq < y.seq {
+				return -1
+			}
+			return 1
+		}
+		return x.i - y.i
+	})
+	b.restored = nil
+	for _, f := range all {
+		b.count(f.i, f.v, f.err, nil, true)
+		if f.seq >= b.seq {
+			b.seq = f.seq + 1
+		}
+	}
+	b.countNext = b.seq
+	return nil
+}
+
+// decision is the journal record of a completed batch.
+func (b *batch[T]) decision() *record {
+	r := &record{kind: kindDecision, reason: b.reason, winner: b.decider, statuses: make([]Status, b.n)}
+	for i := range b.n {
+		r.statuses[i] = b.finalStatus(i)
+		if r.statuses[i] == StatusFailed {
+			err := b.errs[i]
+			r.failures = append(r.failures, failureRec{index: i, typeName: typeName(err), msg: err.Error()})
+		}
+	}
+	return r
+}
+
+// commit journals the decision of a completed final batch. If another run
+// decided first, the batch takes that decision.
+func (b *batch[T]) commit(ctx context.Context) error {
+	if b.sc == nil || b.abort != nil {
+		return nil
+	}
+	stored, mine, err := b.sc.put(ctx, b.prefix+"!d", b.decision())
+	if err != nil || mine {
+		return err
+	}
+	return b.replay(ctx, stored)
+}
+
+// replay sets the batch's final state from a journaled decision.
+func (b *batch[T]) replay(ctx context.Context, dec *record) error {
+	key := b.prefix + "!d"
+	if err := checkKind(key, dec, kindDecision); err != nil {
+		return err
+	}
+	if len(dec.statuses) != b.n {
+		return fmt.Errorf("durable: journal key %q: %w: %d statuses for %d branches", key, errCorrupt, len(dec.statuses), b.n)
+	}
+	b.errs = nil
+	b.succeeded, b.failed = 0, 0
+	for _, f := range dec.failures {
+		b.setErr(f.index, &replayedError{typeName: f.typeName, msg: f.msg})
+	}
+	for i, s := range dec.statuses {
+		b.status[i] = s
+		b.replayed[i] = true
+		var zero T
+		b.values[i] = zero
+		switch s {
+		case StatusSucceeded:
+			k, r, err := b.record(ctx, i)
+			if err != nil {
+				return err
+			}
+			if r == nil {
+				return fmt.Errorf("durable: journal key %q: %w: the decision counts it a success but it holds nothing", k, errCorrupt)
+			}
+			v, ferr, err := outcome[T](k, r)
+			if err == nil && ferr != nil {
+				err = fmt.Errorf("durable: journal key %q: %w: the decision counts it a success but it holds a failure", k, errCorrupt)
+			}
+			if err != nil {
+				return err
+			}
+			b.values[i] = v
+			b.succeeded++
+		case StatusFailed:
+			if b.errs[i] == nil {
+				return fmt.Errorf("durable: journal key %q: %w: no error for failed branch %d", key, errCorrupt, i)
+			}
+			b.failed++
+		}
+	}
+	b.decided = true
+	b.reason = dec.reason
+	b.decider = dec.winner
+	return nil
+}
+
+// itemDigest identifies a FanOut item, so that a resumed run notices an item
+// that changed at a journaled index.
+func itemDigest(item any) string {
+	data, err := json.Marshal(item)
+	if err != nil {
+		data = fmt.Appendf(nil, "%#v", item)
+	}
+	sum := sha256.Sum256(data)
+	return string(sum[:16])
+}

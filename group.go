@@ -1,0 +1,307 @@
+package durable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// Group runs branches of different result types: [Go] starts each one and
+// returns a typed [Future], and [Group.Wait] waits for all of them. A Group is
+// all-successful and fail-fast, like [Parallel]: the first failure cancels the
+// group's context, branches not yet started never start, and Wait returns that
+// failure as a *[BranchError]. A panic is its branch's failure, as a
+// *[PanicError].
+//
+// With [WithMaxConcurrency](n) at most n branches run at once; Go never blocks,
+// it queues the branch, and queued branches start in the order Go was called.
+// [WithTimeout] gives the group a deadline; Wait then returns an error matching
+// [ErrTimeout]. WithCompletion and WithKey do not apply to a Group.
+//
+// With a journal, each branch is checkpointed under its name, and a later run
+// returns a journaled success from Go's Future without running the branch. A
+// Group journals its start time but, unlike the other combinators, not its set of
+// branches, which is only known as Go is called: a branch is matched to the
+// journal by name alone.
+//
+// Wait must be called once all branches have been started: it is what releases
+// the group's context. A Group must not be copied.
+type Group struct {
+	name   string
+	parent context.Context
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	stop   func() bool
+	limit  int
+	sc     *scope
+	prefix string
+	wg     sync.WaitGroup
+
+	timeoutErr error
+
+	mu      sync.Mutex
+	err     error // the group's failure, once it has one
+	names   map[string]int
+	n       int
+	running int
+	queue   []groupJob
+	waited  bool
+}
+
+type groupJob struct {
+	run  func()
+	skip func(err error)
+}
+
+// NewGroup returns a Group whose branches run with a context derived from ctx.
+// Bad options are reported by Wait, and by every Future, without running
+// anything.
+func NewGroup(ctx context.Context, name string, opts ...Option) *Group {
+	g := &Group{name: name, parent: ctx, names: make(map[string]int)}
+	cfg := newConfig(opts)
+	b := batch[struct{}]{kind: "Group", name: name, cfg: &cfg}
+	if err := b.validate(ctx); err != nil {
+		g.err = err
+		return g
+	}
+	g.limit = b.cfg.limit
+	start := time.Now()
+	if sc := scopeOf(ctx); sc != nil {
+		g.sc = sc
+		if err := g.open(ctx, &start); err != nil {
+			g.err = err
+			return g
+		}
+	}
+	cctx, cancel := context.WithCancelCause(ctx)
+	g.ctx, g.cancel = cctx, cancel
+	if d := b.cfg.timeout; d > 0 {
+		dctx, dcancel := context.WithDeadlineCause(cctx, start.Add(d), ErrTimeout)
+		g.ctx = dctx
+		g.cancel = func(cause error) { cancel(cause); dcancel() }
+		g.timeoutErr = fmt.Errorf("durable: Group %q: deadline of %v passed: %w", name, d, ErrTimeout)
+	}
+	g.stop = context.AfterFunc(g.ctx, func() {
+		g.mu.Lock()
+		g.checkDone()
+		g.mu.Unlock()
+	})
+	return g
+}
+
+// open journals the group's head, or reads its start time.
+func (g *Group) open(ctx context.Context, start *time.Time) error {
+	seg, err := g.sc.claim(g.name)
+	if err != nil {
+		return err
+	}
+	g.prefix = g.sc.prefix + seg + "/"
+	key := g.prefix + "!h"
+	head, err := g.sc.get(ctx, key)
+	if err == nil && head == nil {
+		head, _, err = g.sc.put(ctx, key, &record{kind: kindHead, start: start.UnixNano()})
+	}
+	if err != nil {
+		return err
+	}
+	if err := checkKind(key, head, kindHead); err != nil {
+		return err
+	}
+	*start = time.Unix(0, head.start)
+	return nil
+}
+
+// checkDone fails the group when its context ended for a reason of its own: the
+// caller's context or the deadline. Called with g.mu held.
+func (g *Group) checkDone() {
+	if g.err != nil || g.ctx == nil || g.ctx.Err() == nil {
+		return
+	}
+	if g.parent.Err() != nil {
+		g.failLocked(context.Cause(g.parent))
+	} else if g.timeoutErr != nil {
+		g.failLocked(g.timeoutErr)
+	}
+}
+
+// failLocked records the group's failure and cancels its branches.
+func (g *Group) failLocked(err error) {
+	if g.err != nil {
+		return
+	}
+	g.err = err
+	if g.cancel != nil {
+		g.cancel(errDecided)
+	}
+	for _, j := range g.queue {
+		j.skip(err)
+	}
+	g.queue = nil
+}
+
+// Future is the result of one branch of a [Group].
+type Future[T any] struct {
+	g   *Group
+	v   T
+	err error
+	ok  bool // the branch succeeded
+}
+
+// Get returns the branch's value, or its failure. After a failure of another
+// branch, or the deadline, a branch that had not finished reports the group's
+// error. Get is valid after [Group.Wait] returns; before, it returns an error.
+func (f *Future[T]) Get() (T, error) {
+	f.g.mu.Lock()
+	waited := f.g.waited
+	f.g.mu.Unlock()
+	var zero T
+	switch {
+	case !waited:
+		return zero, errors.New("durable: Future.Get called before Group.Wait")
+	case f.ok:
+		return f.v, nil
+	}
+	return zero, f.err
+}
+
+// Go starts fn as a branch of g named name, or queues it under the group's cap,
+// and returns its Future. The name must be non-empty and unique in the group; a
+// bad name or a nil fn fails the group ([ErrDuplicateName] for a repeated name).
+// Go must not be called after Wait.
+func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *Future[T] {
+	f := &Future[T]{g: g}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	i := g.n
+	g.n++
+	if g.waited {
+		f.err = fmt.Errorf("durable: Group %q: Go(%q) called after Wait", g.name, name)
+		return f
+	}
+	g.checkDone()
+	if g.err != nil {
+		f.err = g.err
+		return f
+	}
+	bad := checkStep(name, fn)
+	if j, dup := g.names[name]; dup && bad == nil {
+		bad = fmt.Errorf("%w: branches %d and %d are both %q", ErrDuplicateName, j, i, name)
+	}
+	if bad != nil {
+		f.err = &BranchError{Index: i, Name: name, Err: bad}
+		g.failLocked(f.err)
+		return f
+	}
+	g.names[name] = i
+
+	var key string
+	if g.sc != nil {
+		key = g.prefix + escapeName(name)
+		if r, err := g.sc.get(g.parent, key); err != nil || r != nil {
+			var v T
+			var ferr error
+			if err == nil {
+				v, ferr, err = outcome[T](key, r)
+			}
+			switch {
+			case err != nil:
+				f.err = &BranchError{Index: i, Name: name, Err: err}
+				g.failLocked(f.err)
+			case ferr != nil:
+				f.err = &BranchError{Index: i, Name: name, Err: ferr}
+				g.failLocked(f.err)
+			default:
+				f.v, f.ok = v, true
+			}
+			return f
+		}
+	}
+
+	job := groupJob{
+		skip: func(err error) { f.err = err },
+		run: func() {
+			ctx := g.ctx
+			if g.sc != nil {
+				ctx = withScope(ctx, g.sc.child(key))
+			}
+			v, err := callGroup(ctx, fn)
+			var jerr error
+			if g.sc != nil {
+				v, err, jerr = checkpoint(g.parent, g.sc, key, 0, "", v, err)
+				if jerr != nil {
+					err = jerr
+				}
+			}
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			g.checkDone()
+			switch {
+			case g.err != nil:
+				f.err = g.err
+			case err != nil:
+				f.err = &BranchError{Index: i, Name: name, Err: err}
+				g.failLocked(f.err)
+			default:
+				f.v, f.ok = v, true
+			}
+		},
+	}
+	if g.limit > 0 && g.running >= g.limit {
+		g.queue = append(g.queue, job)
+		return f
+	}
+	g.running++
+	g.wg.Add(1)
+	go g.work(job)
+	return f
+}
+
+// work runs job, then the queued jobs, one at a time.
+func (g *Group) work(job groupJob) {
+	defer g.wg.Done()
+	for {
+		job.run()
+		g.mu.Lock()
+		if len(g.queue) == 0 {
+			g.running--
+			g.mu.Unlock()
+			return
+		}
+		job = g.queue[0]
+		g.queue[0] = groupJob{}
+		g.queue = g.queue[1:]
+		g.mu.Unlock()
+	}
+}
+
+func callGroup[T any](ctx context.Context, fn func(context.Context) (T, error)) (v T, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return fn(ctx)
+}
+
+// Wait waits for every branch started with Go and returns the group's first
+// failure as a *[BranchError], the caller context's cause if it ended first, a
+// timeout error, or nil when every branch succeeded.
+func (g *Group) Wait() error {
+	g.mu.Lock()
+	g.waited = true
+	g.mu.Unlock()
+	g.wg.Wait()
+	if g.stop != nil {
+		g.stop()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.checkDone()
+	if g.cancel != nil {
+		g.cancel(errDecided)
+	}
+	return g.err
+}

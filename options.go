@@ -1,0 +1,205 @@
+package durable
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"strconv"
+	"time"
+)
+
+// An Option configures a combinator. Invalid values are reported as errors by the
+// combinator, before any branch runs.
+type Option interface {
+	apply(*config)
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// config holds every option; its zero value is the default.
+type config struct {
+	limit       int           // 0: unlimited
+	timeout     time.Duration // 0: none
+	completions []Completion
+	completion  bool // WithCompletion was given
+	key         any  // func(I) string, from WithKey
+	errs        []error
+}
+
+func newConfig(opts []Option) config {
+	var c config
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	return c
+}
+
+func (c *config) err() error { return errors.Join(c.errs...) }
+
+// WithMaxConcurrency keeps at most n branches running at once; the others wait
+// their turn in input order. n must be at least 1. The default is unlimited.
+func WithMaxConcurrency(n int) Option {
+	return optionFunc(func(c *config) {
+		if n < 1 {
+			c.errs = append(c.errs, fmt.Errorf("durable: WithMaxConcurrency(%d): must be at least 1", n))
+			return
+		}
+		c.limit = n
+	})
+}
+
+// WithCompletion sets the completion policy of [Settle]. When several criteria are
+// given, whichever is met first decides. Other combinators have a fixed policy and
+// reject this option.
+func WithCompletion(c ...Completion) Option {
+	return optionFunc(func(cfg *config) {
+		cfg.completion = true
+		cfg.completions = append(cfg.completions, c...)
+	})
+}
+
+// WithKey names FanOut's branches by item instead of by index: key(item) becomes
+// the branch's step name, its identity in the journal, which makes a resumed run
+// independent of the items' order. Keys must be unique and non-empty. I must be
+// FanOut's item type; another type is reported as an error.
+func WithKey[I any](key func(item I) string) Option {
+	return optionFunc(func(c *config) {
+		if key == nil {
+			c.errs = append(c.errs, errors.New("durable: WithKey(nil)"))
+			return
+		}
+		c.key = key
+	})
+}
+
+// Completion is one criterion of a completion policy, built by [AllCompleted],
+// [AllSuccessful], [FirstSuccessful], [MinSuccessful], [ToleratedFailures] and
+// [ToleratedFailureRatio].
+type Completion struct {
+	kind  completionKind
+	n     int
+	ratio float64
+}
+
+type completionKind uint8
+
+const (
+	completeAll completionKind = iota + 1
+	completeMin
+	completeTolerated
+	completeRatio
+)
+
+// AllCompleted runs every branch: the batch completes when all have finished. It
+// is Settle's default.
+func AllCompleted() Completion { return Completion{kind: completeAll} }
+
+// AllSuccessful completes the batch at the first failure. It is
+// ToleratedFailures(0).
+func AllSuccessful() Completion { return ToleratedFailures(0) }
+
+// FirstSuccessful completes the batch at the first success. It is
+// MinSuccessful(1).
+func FirstSuccessful() Completion { return MinSuccessful(1) }
+
+// MinSuccessful completes the batch as soon as n branches have succeeded. n must
+// be at least 1. A minimum above the number of branches is allowed and runs every
+// branch; on its own, a minimum tolerates any number of failures.
+func MinSuccessful(n int) Completion { return Completion{kind: completeMin, n: n} }
+
+// ToleratedFailures completes the batch as soon as more than n branches have
+// failed. n must not be negative.
+func ToleratedFailures(n int) Completion { return Completion{kind: completeTolerated, n: n} }
+
+// ToleratedFailureRatio completes the batch as soon as failures divided by the
+// number of branches is strictly more than r, with r in [0, 1]. The comparison is
+// exact on the decimal value of r: 11 failures of 20 do not exceed 0.55.
+func ToleratedFailureRatio(r float64) Completion { return Completion{kind: completeRatio, ratio: r} }
+
+// rule is a completion policy resolved against a batch of total branches.
+type rule struct {
+	maxFailures int  // failures beyond this exceed the tolerance; -1: unlimited
+	minSuccess  int  // 0: none
+	firstDone   bool // Race: the first finished branch decides
+}
+
+// decide evaluates the policy after a branch finished.
+func (r rule) decide(succeeded, failed, total int) (Reason, bool) {
+	switch {
+	case r.firstDone && succeeded+failed > 0:
+		if failed > 0 {
+			return ReasonFailureToleranceExceeded, true
+		}
+		return ReasonMinSuccessfulReached, true
+	case r.maxFailures >= 0 && failed > r.maxFailures:
+		return ReasonFailureToleranceExceeded, true
+	case r.minSuccess > 0 && succeeded >= r.minSuccess:
+		return ReasonMinSuccessfulReached, true
+	case succeeded+failed == total:
+		return ReasonAllCompleted, true
+	}
+	return 0, false
+}
+
+var (
+	failFast  = rule{maxFailures: 0}
+	settleAll = rule{maxFailures: -1}
+)
+
+// settleRule resolves completions for a batch of total branches.
+func settleRule(cs []Completion, total int) (rule, error) {
+	r := settleAll
+	for _, c := range cs {
+		switch c.kind {
+		case completeAll:
+		case completeMin:
+			if c.n < 1 {
+				return r, fmt.Errorf("durable: MinSuccessful(%d): must be at least 1", c.n)
+			}
+			if r.minSuccess == 0 || c.n < r.minSuccess {
+				r.minSuccess = c.n
+			}
+		case completeTolerated:
+			if c.n < 0 {
+				return r, fmt.Errorf("durable: ToleratedFailures(%d): must not be negative", c.n)
+			}
+			r.maxFailures = tighter(r.maxFailures, c.n)
+		case completeRatio:
+			m, err := ratioLimit(c.ratio, total)
+			if err != nil {
+				return r, err
+			}
+			r.maxFailures = tighter(r.maxFailures, m)
+		default:
+			return r, errors.New("durable: zero Completion: build one with AllCompleted, MinSuccessful, ...")
+		}
+	}
+	return r, nil
+}
+
+func tighter(cur, n int) int {
+	if cur < 0 || n < cur {
+		return n
+	}
+	return cur
+}
+
+// ratioLimit is the largest failure count whose share of total does not exceed r,
+// computed exactly on r's shortest decimal form.
+func ratioLimit(r float64, total int) (int, error) {
+	if !(r >= 0 && r <= 1) { // also rejects NaN
+		return 0, fmt.Errorf("durable: ToleratedFailureRatio(%v): must be within [0, 1]", r)
+	}
+	q, ok := new(big.Rat).SetString(strconv.FormatFloat(r, 'g', -1, 64))
+	if !ok {
+		return 0, fmt.Errorf("durable: ToleratedFailureRatio(%v): not a number", r)
+	}
+	// floor(r * total)
+	n := new(big.Int).Mul(q.Num(), big.NewInt(int64(total)))
+	n.Quo(n, q.Denom())
+	return int(n.Int64()), nil
+}

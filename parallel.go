@@ -1,0 +1,213 @@
+package durable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+)
+
+// Parallel runs steps concurrently and returns their values in input order.
+//
+// It is all-successful and fail-fast: the first branch to fail cancels the
+// context of the others, and Parallel returns that failure as a *[BranchError]
+// — the cause, never the cancellation errors of its siblings — once every
+// running branch has returned. A panic in a branch is its failure, as a
+// *[PanicError]. If ctx ends first, the running branches are cancelled and
+// Parallel returns ctx's cause; after a [WithTimeout] deadline it returns an error
+// matching [ErrTimeout] and [context.DeadlineExceeded]. Parallel never returns
+// before every branch it started has returned, so a branch that ignores its
+// context delays the return.
+//
+// With [WithMaxConcurrency](n), at most n branches run at once, on at most n
+// goroutines, dispatched in input order. Step names must be non-empty and
+// unique ([ErrDuplicateName]); bad input is reported before any branch runs.
+//
+// With a journal (see [WithJournal]) each success is checkpointed before it is
+// counted, and a later run of the execution returns it without running the step
+// again. Parallel records no decision: after a failure, the next run replays the
+// successes and runs the rest.
+//
+// Without a journal it costs one goroutine per branch (per worker under a cap)
+// and no encoding, about what errgroup costs.
+func Parallel[T any](ctx context.Context, name string, steps []Step[T], opts ...Option) ([]T, error) {
+	b, err := stepBatch(ctx, "Parallel", name, steps, opts)
+	if err != nil || b == nil {
+		return emptyOr[[]T](err, []T{})
+	}
+	if err := b.exec(ctx, failFast, false); err != nil {
+		return nil, err
+	}
+	if err := b.failFastErr(); err != nil {
+		return nil, err
+	}
+	return b.values, nil
+}
+
+// FanOut calls fn for every item concurrently and returns the values in input
+// order. It is [Parallel] over the items: fail-fast, with the same rules for
+// errors, panics, cancellation, caps and cost.
+//
+// Branches are named by index ("0", "1", ...) unless [WithKey] names them by
+// item. Named by index, a journaled success also stores a digest of its item, and
+// a resumed run whose item at that index changed fails with [ErrNondeterministic]
+// instead of replaying another item's value. Named by key, the items may come in
+// another order on the next run; keys must be unique and non-empty.
+//
+// With a cap, a FanOut of any length runs on at most cap goroutines.
+func FanOut[I, T any](ctx context.Context, name string, items []I, fn func(ctx context.Context, item I) (T, error), opts ...Option) ([]T, error) {
+	cfg := newConfig(opts)
+	if fn == nil {
+		cfg.errs = append(cfg.errs, errors.New("durable: FanOut with a nil fn"))
+	}
+	b := &batch[T]{
+		kind: "FanOut", name: name, n: len(items), cfg: &cfg,
+		fn: func(ctx context.Context, i int) (T, error) { return fn(ctx, items[i]) },
+	}
+	if cfg.key != nil {
+		key, ok := cfg.key.(func(I) string)
+		if !ok {
+			cfg.errs = append(cfg.errs, fmt.Errorf("durable: WithKey's function takes %v, FanOut's items are %v",
+				reflect.TypeOf(cfg.key).In(0), reflect.TypeFor[I]()))
+		} else {
+			names := make([]string, len(items))
+			for i, it := range items {
+				names[i] = key(it)
+			}
+			if err := checkNames(len(names), func(i int) string { return names[i] }); err != nil {
+				cfg.errs = append(cfg.errs, err)
+			}
+			b.nameOf = func(i int) string { return names[i] }
+		}
+		cfg.key = nil
+	} else {
+		b.nameOf = strconv.Itoa
+		b.itemOf = func(i int) any { return items[i] }
+	}
+	if err := b.validate(ctx); err != nil || len(items) == 0 {
+		return emptyOr[[]T](err, []T{})
+	}
+	if err := b.exec(ctx, failFast, false); err != nil {
+		return nil, err
+	}
+	if err := b.failFastErr(); err != nil {
+		return nil, err
+	}
+	return b.values, nil
+}
+
+func emptyOr[R any](err error, empty R) (R, error) {
+	if err != nil {
+		var zero R
+		return zero, err
+	}
+	return empty, nil
+}
+
+// stepBatch validates steps and options and returns the batch, or nil for an
+// empty list.
+func stepBatch[T any](ctx context.Context, kind, name string, steps []Step[T], opts []Option) (*batch[T], error) {
+	cfg := newConfig(opts)
+	for _, s := range steps {
+		if err := checkStep(s.Name, s.Fn); err != nil {
+			cfg.errs = append(cfg.errs, err)
+			break
+		}
+	}
+	nameOf := func(i int) string { return steps[i].Name }
+	if err := checkNames(len(steps), nameOf); err != nil {
+		cfg.errs = append(cfg.errs, err)
+	}
+	b := &batch[T]{
+		kind: kind, name: name, n: len(steps), cfg: &cfg, nameOf: nameOf,
+		fn: func(ctx context.Context, i int) (T, error) { return steps[i].Fn(ctx) },
+	}
+	if err := b.validate(ctx); err != nil || len(steps) == 0 {
+		return nil, err
+	}
+	return b, nil
+}
+
+// validate reports bad input; kind-specific checks are added by the caller.
+func (b *batch[T]) validate(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("durable: %s %q: nil context", b.kind, b.name)
+	}
+	if b.name == "" {
+		b.cfg.errs = append(b.cfg.errs, errors.New("durable: a combinator with an empty name"))
+	}
+	if b.cfg.completion && b.kind != "Settle" {
+		b.cfg.errs = append(b.cfg.errs, fmt.Errorf("durable: WithCompletion applies to Settle, not %s", b.kind))
+	}
+	if b.cfg.key != nil {
+		b.cfg.errs = append(b.cfg.errs, fmt.Errorf("durable: WithKey applies to FanOut, not %s", b.kind))
+	}
+	if sc := scopeOf(ctx); sc != nil && sc.prefix == "/" {
+		b.cfg.errs = append(b.cfg.errs, errNoExecution)
+	}
+	if err := b.cfg.err(); err != nil {
+		return fmt.Errorf("%s %q: %w", b.kind, b.name, err)
+	}
+	return nil
+}
+
+// checkNames reports empty or duplicate names.
+func checkNames(n int, nameOf func(int) string) error {
+	if n < 2 {
+		if n == 1 && nameOf(0) == "" {
+			return errors.New("durable: step with an empty name")
+		}
+		return nil
+	}
+	seen := make(map[string]int, n)
+	for i := range n {
+		s := nameOf(i)
+		if s == "" {
+			return fmt.Errorf("durable: branch %d has an empty name", i)
+		}
+		if j, dup := seen[s]; dup {
+			return fmt.Errorf("%w: branches %d and %d are both %q", ErrDuplicateName, j, i, s)
+		}
+		seen[s] = i
+	}
+	return nil
+}
+
+// exec runs a validated batch under r; with a journal it opens the batch first
+// and, for a final combinator, replays a journaled decision or commits a new
+// one. A non-nil error ends the call: the caller's context, the journal,
+// nondeterminism.
+func (b *batch[T]) exec(ctx context.Context, r rule, final bool) error {
+	b.rule = r
+	b.limit = b.cfg.limit
+	b.init(ctx)
+	if b.sc != nil {
+		dec, err := b.open(ctx, final)
+		if err != nil {
+			return err
+		}
+		if dec != nil {
+			return b.replay(ctx, dec)
+		}
+	}
+	b.run(ctx)
+	if b.abort != nil {
+		return b.abort
+	}
+	if final {
+		return b.commit(ctx)
+	}
+	return nil
+}
+
+// failFastErr is the result error of an all-successful batch.
+func (b *batch[T]) failFastErr() error {
+	switch {
+	case b.reason == ReasonTimedOut:
+		return b.timeoutErr()
+	case b.reason == ReasonFailureToleranceExceeded:
+		return b.branchErr(b.decider)
+	}
+	return nil
+}

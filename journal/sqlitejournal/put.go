@@ -1,0 +1,283 @@
+package sqlitejournal
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/durable-go/durable/journal"
+)
+
+// Put implements [journal.Journal]: it inserts value unless key already holds
+// one, and returns what key holds once the write transaction has committed.
+// The returned slice is the caller's to keep; Put keeps no reference to value.
+//
+// With group commit (the default), Put queues the write for the journal's
+// committer, which writes every queued Put in one transaction and syncs once
+// for all of them. Put returns when its transaction has committed. If ctx is
+// cancelled while Put waits for the committer, Put returns ctx's error at once;
+// the value may or may not be stored, and a later Put of the same key returns
+// whichever is. Without group commit, Put runs its transaction with ctx.
+func (j *Journal) Put(ctx context.Context, key string, value []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("sqlitejournal: put %q: %w", key, err)
+	}
+	var (
+		stored []byte
+		err    error
+	)
+	if j.cfg.groupCommit {
+		stored, err = j.putQueued(ctx, key, value)
+	} else {
+		stored, err = j.putAlone(ctx, key, value)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlitejournal: put %q: %w", key, err)
+	}
+	return stored, nil
+}
+
+// putAlone writes one Put in its own transaction.
+func (j *Journal) putAlone(ctx context.Context, key string, value []byte) ([]byte, error) {
+	if j.closed.Load() {
+		return nil, journal.ErrClosed
+	}
+	value = nonNil(value)
+	tx, err := j.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, j.interpret(ctx, err)
+	}
+	w := writer{tx.StmtContext(ctx, j.insert), tx.StmtContext(ctx, j.readBack), time.Now().UnixMilli()}
+	stored, inserted, err := w.put(ctx, key, value)
+	if err != nil {
+		_ = tx.Rollback() // the statement's error is the one to report
+		return nil, j.interpret(ctx, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, j.interpret(ctx, err)
+	}
+	j.txs.Add(1)
+	if inserted {
+		stored = append([]byte{}, value...) // never hand back the caller's slice
+	}
+	return stored, nil
+}
+
+// writer runs Puts inside one write transaction.
+type writer struct {
+	insert, readBack *sql.Stmt
+	now              int64 // created_at, Unix milliseconds
+}
+
+// put inserts value under key unless the key is taken, and returns what the
+// key holds. inserted reports that it holds value itself; stored is then value.
+func (w writer) put(ctx context.Context, key string, value []byte) (stored []byte, inserted bool, err error) {
+	k := blob(key)
+	res, err := w.insert.ExecContext(ctx, k, value, w.now)
+	if err != nil {
+		return nil, false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return nil, false, err
+	}
+	if n == 1 {
+		return value, true, nil
+	}
+	// The key was taken, by an earlier transaction or earlier in this one:
+	// read back the value that won. The write lock is held, so it cannot change.
+	if err := w.readBack.QueryRowContext(ctx, k).Scan(&stored); err != nil {
+		return nil, false, err
+	}
+	return nonNil(stored), false, nil
+}
+
+// A request is one Put waiting for the committer.
+type request struct {
+	key    string
+	value  []byte          // the journal's own copy, never nil
+	done   <-chan struct{} // the caller's ctx.Done()
+	reply  chan result     // room for the one reply, so the committer never waits for the caller
+	stored []byte
+}
+
+type result struct {
+	stored []byte
+	err    error
+}
+
+// abandoned reports whether the caller has stopped waiting.
+func (r *request) abandoned() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// putQueued hands one Put to the committer and waits for its transaction.
+func (j *Journal) putQueued(ctx context.Context, key string, value []byte) ([]byte, error) {
+	// Copy value: a caller whose ctx is cancelled returns (and may reuse its
+	// slice) while the committer may still be writing it.
+	req := &request{
+		key:   key,
+		value: append(make([]byte, 0, len(value)), value...),
+		done:  ctx.Done(),
+		reply: make(chan result, 1),
+	}
+	j.mu.Lock()
+	if j.closed.Load() {
+		j.mu.Unlock()
+		return nil, journal.ErrClosed
+	}
+	j.queue = append(j.queue, req)
+	j.mu.Unlock()
+	select {
+	case j.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+
+	select {
+	case res := <-req.reply:
+		return res.stored, res.err
+	case <-ctx.Done():
+		select {
+		case res := <-req.reply: // committed meanwhile: report that
+			return res.stored, res.err
+		default:
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// commitLoop is the committer: the one goroutine that writes queued Puts. It
+// returns once Close has been called and the queue is empty.
+func (j *Journal) commitLoop() {
+	defer close(j.exited)
+	var batch []*request
+	for {
+		stopping := false
+		select {
+		case <-j.wake:
+		case <-j.quit:
+			// Close queues nothing more from here on: once the queue is
+			// empty, the committer is done.
+			stopping = true
+		}
+		// Commit until the queue is empty; Puts that arrive during a commit
+		// form the next batch.
+		for {
+			j.linger()
+			batch = j.take(batch)
+			if len(batch) == 0 {
+				break
+			}
+			j.commitBatch(batch)
+			clear(batch) // drop the requests, for the garbage collector
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// linger waits, up to the configured maximum, for the queue to fill a batch.
+func (j *Journal) linger() {
+	if j.cfg.maxWait <= 0 {
+		return
+	}
+	n := j.queued()
+	if n == 0 || n >= j.cfg.maxBatch {
+		return
+	}
+	t := time.NewTimer(j.cfg.maxWait)
+	defer t.Stop()
+	for j.queued() < j.cfg.maxBatch {
+		select {
+		case <-j.wake:
+		case <-t.C:
+			return
+		case <-j.quit:
+			return
+		}
+	}
+}
+
+func (j *Journal) queued() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.queue)
+}
+
+// take moves up to maxBatch requests from the head of the queue into batch.
+func (j *Journal) take(batch []*request) []*request {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	n := min(len(j.queue), j.cfg.maxBatch)
+	batch = append(batch[:0], j.queue[:n]...)
+	rest := copy(j.queue, j.queue[n:])
+	clear(j.queue[rest:])
+	j.queue = j.queue[:rest]
+	return batch
+}
+
+// commitBatch writes batch in one transaction and replies to every request.
+// Requests whose caller has gone are left out. When one Put fails, the
+// transaction is rolled back, that Put gets the error, and the others are
+// written again without it; when the transaction as a whole fails, every Put
+// gets the error.
+func (j *Journal) commitBatch(batch []*request) {
+	live := batch[:0] // filtered in place
+	for _, r := range batch {
+		if !r.abandoned() {
+			live = append(live, r)
+		}
+	}
+	for len(live) > 0 {
+		bad, err := j.commitOnce(live)
+		switch {
+		case err == nil:
+			for _, r := range live {
+				r.reply <- result{stored: r.stored}
+			}
+			return
+		case bad < 0:
+			for _, r := range live {
+				r.reply <- result{err: err}
+			}
+			return
+		default:
+			live[bad].reply <- result{err: err}
+			live = append(live[:bad], live[bad+1:]...)
+		}
+	}
+}
+
+// commitOnce writes reqs in one transaction, setting each one's stored value.
+// On failure it returns the index of the request whose statement failed, or
+// -1 when the transaction itself failed.
+func (j *Journal) commitOnce(reqs []*request) (bad int, err error) {
+	// The committer's own context: Close waits for the queue to drain rather
+	// than cutting a transaction short, and callers that leave do not abort
+	// the others' transaction.
+	ctx := context.Background()
+	j.begun.Add(1)
+	tx, err := j.w.BeginTx(ctx, nil)
+	if err != nil {
+		return -1, err
+	}
+	w := writer{tx.StmtContext(ctx, j.insert), tx.StmtContext(ctx, j.readBack), time.Now().UnixMilli()}
+	for i, r := range reqs {
+		if r.stored, _, err = w.put(ctx, r.key, r.value); err != nil {
+			_ = tx.Rollback() // the statement's error is the one to report
+			return i, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return -1, err
+	}
+	j.txs.Add(1)
+	return -1, nil
+}

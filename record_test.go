@@ -1,0 +1,155 @@
+package durable_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/durable-go/durable"
+	"github.com/durable-go/durable/journal"
+)
+
+// recordingJournal keeps every value written, for tests that look at records.
+type recordingJournal struct {
+	*journal.Memory
+	mu   sync.Mutex
+	keys []string
+}
+
+func (r *recordingJournal) Put(ctx context.Context, key string, value []byte) ([]byte, error) {
+	r.mu.Lock()
+	r.keys = append(r.keys, key)
+	r.mu.Unlock()
+	return r.Memory.Put(ctx, key, value)
+}
+
+// journalRecords runs a few journaled combinators and returns every record they
+// wrote, as seeds for the fuzzer and cases for the round trip.
+func journalRecords(t testing.TB) map[string][]byte {
+	j := &recordingJournal{Memory: journal.NewMemory()}
+	ctx := durable.WithJournal(context.Background(), j, "exec/1")
+	steps := []durable.Step[map[string]int]{
+		durable.NewStep("a/b", func(context.Context) (map[string]int, error) { return map[string]int{"x": 1}, nil }),
+		durable.NewStep("bad!", func(context.Context) (map[string]int, error) {
+			return nil, durable.Permanent(errors.New("no such user"))
+		}),
+		durable.NewStep("plain", func(context.Context) (map[string]int, error) { return nil, errors.New("flaky") }),
+	}
+	_, err := durable.Settle(ctx, "settle#1", steps)
+	require.NoError(t, err)
+	_, _ = durable.Race(ctx, "race", steps[:1])
+	_, _ = durable.FanOut(ctx, "fan", []string{"p", "q"}, func(_ context.Context, s string) (string, error) { return s + s, nil })
+	out := map[string][]byte{}
+	for _, k := range j.keys {
+		v, ok, err := j.Get(context.Background(), k)
+		require.NoError(t, err)
+		require.True(t, ok)
+		out[k] = v
+	}
+	return out
+}
+
+func TestRecordsRoundTrip(t *testing.T) {
+	recs := journalRecords(t)
+	var keys []string
+	for k := range recs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	require.Equal(t, []string{
+		"exec%2F1/fan/!h", "exec%2F1/fan/0", "exec%2F1/fan/1",
+		"exec%2F1/race/!d", "exec%2F1/race/!h", "exec%2F1/race/a%2Fb",
+		"exec%2F1/settle%231/!d", "exec%2F1/settle%231/!h", "exec%2F1/settle%231/a%2Fb", "exec%2F1/settle%231/bad%21",
+	}, keys, "keys are escaped paths; the plain failure is not journaled")
+	for k, v := range recs {
+		re, err := durable.DecodeRecord(v)
+		require.NoError(t, err, k)
+		require.Equal(t, v, re, "%s: decode then encode gives the same bytes", k)
+	}
+}
+
+func TestCorruptRecordsAreErrors(t *testing.T) {
+	recs := journalRecords(t)
+	for k, v := range recs {
+		for cut := range len(v) {
+			if _, err := durable.DecodeRecord(v[:cut]); err == nil && !strings.Contains(k, "/fan/") && !strings.HasSuffix(k, "a%2Fb") {
+				t.Errorf("%s: a record cut to %d of %d bytes decoded", k, cut, len(v))
+			}
+		}
+		bad := append([]byte{9}, v[1:]...)
+		_, err := durable.DecodeRecord(bad)
+		require.ErrorContains(t, err, "unknown version 9", k)
+		_, err = durable.DecodeRecord(append(bytes.Clone(v[:1]), 'z'))
+		require.ErrorContains(t, err, "unknown kind", k)
+	}
+}
+
+func FuzzRecordDecode(f *testing.F) {
+	for _, v := range journalRecords(f) {
+		f.Add(v)
+	}
+	f.Add([]byte{})
+	f.Add([]byte{1, 'd', 3, 0, 200, 200, 200, 200, 200, 200, 200, 200, 200, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		re, err := durable.DecodeRecord(b)
+		if err != nil {
+			return
+		}
+		re2, err := durable.DecodeRecord(re)
+		if err != nil {
+			t.Fatalf("a re-encoded record does not decode: %v\nfirst: %x\nagain: %x", err, b, re)
+		}
+		if !bytes.Equal(re, re2) {
+			t.Fatalf("decode→encode→decode→encode differs:\n%x\n%x", re, re2)
+		}
+	})
+}
+
+func TestKeyEscapingIsUnambiguous(t *testing.T) {
+	names := []string{"a", "a/b", "a%2Fb", "a#2", "!h", "!d", "%", "%25", "a/", "/a", "#", "!"}
+	seen := map[string]string{}
+	for _, n := range names {
+		e := durable.EscapeName(n)
+		require.NotContains(t, e, "/", n)
+		require.NotContains(t, e, "#", n)
+		require.False(t, strings.HasPrefix(e, "!"), n)
+		if prev, dup := seen[e]; dup {
+			t.Fatalf("%q and %q escape to the same %q", prev, n, e)
+		}
+		seen[e] = n
+	}
+}
+
+func TestCorruptJournalEntryNamesTheKey(t *testing.T) {
+	j := journal.NewMemory()
+	ran := 0
+	steps := []durable.Step[int]{durable.NewStep("s", func(context.Context) (int, error) { ran++; return 1, nil })}
+	// The head is journaled on first start; plant garbage where the branch's
+	// outcome goes, after the head.
+	ctx := durable.WithJournal(context.Background(), j, "e")
+	_, err := j.Put(context.Background(), "e/p/!h", nil)
+	require.NoError(t, err)
+	_, err = durable.Parallel(ctx, "p", steps)
+	require.ErrorContains(t, err, `"e/p/!h"`)
+	require.ErrorContains(t, err, "corrupt journal record")
+
+	j = journal.NewMemory()
+	_, err = durable.Parallel(durable.WithJournal(context.Background(), j, "e"), "p", steps)
+	require.NoError(t, err)
+	require.Equal(t, 1, ran)
+	j2 := journal.NewMemory()
+	for _, k := range []string{"e/p/!h"} {
+		v, _, _ := j.Get(context.Background(), k)
+		_, _ = j2.Put(context.Background(), k, v)
+	}
+	_, _ = j2.Put(context.Background(), "e/p/s", []byte{1, 's', 0, 0, '{'})
+	_, err = durable.Parallel(durable.WithJournal(context.Background(), j2, "e"), "p", steps)
+	require.ErrorContains(t, err, `"e/p/s"`)
+	require.Equal(t, 1, ran, "a corrupt entry is an error, never a silent re-run")
+}

@@ -109,13 +109,8 @@ func (b *batch[T]) run(parent context.Context) {
 		defer dcancel()
 		b.ctx = dctx
 	}
-	stop := context.AfterFunc(b.ctx, func() {
-		b.mu.Lock()
-		b.checkDone()
-		b.mu.Unlock()
-	})
-	defer stop()
-
+	// No watcher goroutine: an ended context is noticed by the next claim or
+	// count, and once more below. Branches see it through their own contexts.
 	b.mu.Lock()
 	b.checkDone()
 	b.mu.Unlock()
@@ -135,9 +130,7 @@ func (b *batch[T]) run(parent context.Context) {
 		go b.work(i)
 	}
 	b.wg.Wait()
-	b.mu.Lock() // order the reads below after an AfterFunc that raced with the end
 	b.checkDone()
-	b.mu.Unlock()
 }
 
 // checkDone decides the batch when its context ended for a reason of its own:

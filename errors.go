@@ -82,6 +82,10 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
+// TypeName reports the type of the error passed to Permanent, or of the original
+// of a replayed one.
+func (e *permanentError) TypeName() string { return typeName(e) }
+
 // isPermanent reports whether err was marked with Permanent, and the error to
 // journal for it.
 func isPermanent(err error) (*permanentError, bool) {

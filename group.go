@@ -34,7 +34,6 @@ type Group struct {
 	parent context.Context
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	stop   func() bool
 	limit  int
 	sc     *scope
 	prefix string
@@ -84,11 +83,6 @@ func NewGroup(ctx context.Context, name string, opts ...Option) *Group {
 		g.cancel = func(cause error) { cancel(cause); dcancel() }
 		g.timeoutErr = fmt.Errorf("durable: Group %q: deadline of %v passed: %w", name, d, ErrTimeout)
 	}
-	g.stop = context.AfterFunc(g.ctx, func() {
-		g.mu.Lock()
-		g.checkDone()
-		g.mu.Unlock()
-	})
 	return g
 }
 
@@ -265,6 +259,7 @@ func (g *Group) work(job groupJob) {
 	for {
 		job.run()
 		g.mu.Lock()
+		g.checkDone()
 		if len(g.queue) == 0 {
 			g.running--
 			g.mu.Unlock()
@@ -294,9 +289,6 @@ func (g *Group) Wait() error {
 	g.waited = true
 	g.mu.Unlock()
 	g.wg.Wait()
-	if g.stop != nil {
-		g.stop()
-	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.checkDone()

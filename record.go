@@ -282,17 +282,20 @@ func decodeRecord(b []byte) (*record, error) {
 
 const maxInt = int(^uint(0) >> 1)
 
-// nameDigest identifies a set of branch names, in order.
+// nameDigest identifies a set of branch names, whatever their order: the
+// wrapping sum of the names' SHA-256 digests, read as four 64-bit words.
 func nameDigest(n int, name func(int) string) [32]byte {
-	h := sha256.New()
-	var buf [binary.MaxVarintLen64]byte
+	var sum [4]uint64
 	for i := range n {
-		s := name(i)
-		h.Write(binary.AppendUvarint(buf[:0], uint64(len(s))))
-		h.Write([]byte(s))
+		h := sha256.Sum256([]byte(name(i)))
+		for w := range sum {
+			sum[w] += binary.LittleEndian.Uint64(h[8*w:])
+		}
 	}
 	var d [32]byte
-	h.Sum(d[:0])
+	for w, v := range sum {
+		binary.LittleEndian.PutUint64(d[8*w:], v)
+	}
 	return d
 }
 
@@ -335,7 +338,7 @@ func diffHead(h *record, n int, name func(int) string) string {
 		}
 	}
 	if len(added) == 0 && len(removed) == 0 {
-		return "the same branches in another order"
+		return "" // the same set, in another order
 	}
 	return fmt.Sprintf("the journal holds %s not asked for now; the code asks for %s not in the journal",
 		quoteSome(removed), quoteSome(added))

@@ -23,11 +23,14 @@ import (
 // is dispatched, and goroutines stay at most cap. The caller waits for every
 // worker before it returns.
 //
-// With a journal, each finished branch takes a sequence number, is checkpointed,
-// and is counted in sequence order (a reorder buffer holds the ones whose
-// checkpoint came back early), so that a resumed run, which counts restored
-// branches by their journaled sequence, reaches the decision the first run would
-// have.
+// With a journal, each branch whose outcome is journaled (a success, a permanent
+// failure) takes a sequence number when it finishes, is checkpointed, and is
+// counted in sequence order: a reorder buffer holds the ones whose checkpoint
+// came back early, and their workers wait until they are counted before they
+// dispatch anything, so that a resumed run, which counts restored branches by
+// their journaled sequence, reaches the decision the first run would have.
+// Outcomes that are not journaled (plain failures, journal errors) are counted
+// at once: no resumed run will see them.
 type batch[T any] struct {
 	kind   string // "Parallel", "Settle", ...: for messages
 	name   string
@@ -66,13 +69,15 @@ type batch[T any] struct {
 	seq       uint64
 	countNext uint64
 	ready     map[uint64]outcomeOf[T]
+	counted   *sync.Cond // signalled when countNext moves; journal only
+	head      *record    // the journaled head, when it was there before this run
 }
 
 type outcomeOf[T any] struct {
 	i    int
 	v    T
 	err  error
-	jerr error
+	skip bool // counted already: the checkpoint failed
 }
 
 // statusRunning marks a dispatched branch; statuses are final once counted.
@@ -93,6 +98,7 @@ func (b *batch[T]) init(ctx context.Context) error {
 	if b.sc != nil {
 		b.replayed = make([]bool, b.n)
 		b.ready = make(map[uint64]outcomeOf[T])
+		b.counted = sync.NewCond(&b.mu)
 	}
 	return nil
 }
@@ -167,13 +173,7 @@ func (b *batch[T]) work(i int) {
 		if i >= 0 { // the branch called runtime.Goexit
 			var zero T
 			b.mu.Lock()
-			if b.sc != nil {
-				b.ready[b.seq] = outcomeOf[T]{i: i, err: errGoexit}
-				b.seq++
-				b.drain()
-			} else {
-				b.count(i, zero, errGoexit, nil, false)
-			}
+			b.count(i, zero, errGoexit, nil, false)
 			next := b.claim()
 			b.mu.Unlock()
 			if next >= 0 {
@@ -197,7 +197,7 @@ func (b *batch[T]) step(i int) int {
 		ctx = withScope(ctx, b.sc.child(key))
 	}
 	v, err := b.call(ctx, i)
-	if b.sc == nil {
+	if b.sc == nil || err != nil && !permanent(err) {
 		b.mu.Lock()
 		b.count(i, v, err, nil, false)
 		next := b.claim()
@@ -214,8 +214,16 @@ func (b *batch[T]) step(i int) int {
 	}
 	v, err, jerr := checkpoint(b.parent, b.sc, key, seq, digest, v, err)
 	b.mu.Lock()
-	b.ready[seq] = outcomeOf[T]{i: i, v: v, err: err, jerr: jerr}
+	if jerr != nil {
+		b.count(i, v, nil, jerr, false)
+		b.ready[seq] = outcomeOf[T]{skip: true}
+	} else {
+		b.ready[seq] = outcomeOf[T]{i: i, v: v, err: err}
+	}
 	b.drain()
+	for b.countNext <= seq {
+		b.counted.Wait()
+	}
 	next := b.claim()
 	b.mu.Unlock()
 	return next
@@ -234,14 +242,21 @@ func (b *batch[T]) call(ctx context.Context, i int) (v T, err error) {
 // drain counts the checkpointed outcomes that are next in sequence. Called with
 // b.mu held.
 func (b *batch[T]) drain() {
+	moved := false
 	for {
 		o, ok := b.ready[b.countNext]
 		if !ok {
-			return
+			break
 		}
 		delete(b.ready, b.countNext)
 		b.countNext++
-		b.count(o.i, o.v, o.err, o.jerr, false)
+		moved = true
+		if !o.skip {
+			b.count(o.i, o.v, o.err, nil, false)
+		}
+	}
+	if moved {
+		b.counted.Broadcast()
 	}
 }
 
@@ -351,6 +366,7 @@ func (b *batch[T]) open(ctx context.Context, final bool) (*record, error) {
 		return nil, fmt.Errorf("%w: %s %q: %s", ErrNondeterministic, b.kind, b.name, d)
 	}
 	b.start = time.Unix(0, head.start)
+	b.head = head
 	if err := b.loadRestored(ctx); err != nil {
 		return nil, err
 	}
@@ -494,12 +510,19 @@ func (b *batch[T]) replay(ctx context.Context, dec *record) error {
 	if len(dec.statuses) != b.n {
 		return fmt.Errorf("durable: journal key %q: %w: %d statuses for %d branches", key, errCorrupt, len(dec.statuses), b.n)
 	}
+	// The decision lists branches in the order of the run that made it; the
+	// code may now list the same set in another order.
+	at, err := b.reorder()
+	if err != nil {
+		return err
+	}
 	b.errs = nil
 	b.succeeded, b.failed = 0, 0
 	for _, f := range dec.failures {
-		b.setErr(f.index, &replayedError{typeName: f.typeName, msg: f.msg})
+		b.setErr(at(f.index), &replayedError{typeName: f.typeName, msg: f.msg})
 	}
-	for i, s := range dec.statuses {
+	for j, s := range dec.statuses {
+		i := at(j)
 		b.status[i] = s
 		b.replayed[i] = true
 		var zero T
@@ -531,8 +554,31 @@ func (b *batch[T]) replay(ctx context.Context, dec *record) error {
 	}
 	b.decided = true
 	b.reason = dec.reason
-	b.decider = dec.winner
+	b.decider = -1
+	if dec.winner >= 0 {
+		b.decider = at(dec.winner)
+	}
 	return nil
+}
+
+// reorder maps a branch's index in the journaled head to its index now.
+func (b *batch[T]) reorder() (func(int) int, error) {
+	if b.head == nil || b.head.order == orderDigest(b.n, b.nameOf) {
+		return func(j int) int { return j }, nil
+	}
+	if len(b.head.names) != b.n {
+		return nil, fmt.Errorf("%w: %s %q: the branches come in another order than when the decision was journaled, and there are too many to map it",
+			ErrNondeterministic, b.kind, b.name)
+	}
+	now := make(map[string]int, b.n)
+	for i := range b.n {
+		now[b.nameOf(i)] = i
+	}
+	perm := make([]int, b.n)
+	for j, name := range b.head.names {
+		perm[j] = now[name] // the sets are equal: diffHead checked
+	}
+	return func(j int) int { return perm[j] }, nil
 }
 
 // itemDigest identifies a FanOut item, so that a resumed run notices an item

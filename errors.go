@@ -86,14 +86,10 @@ func (e *permanentError) Unwrap() error { return e.err }
 // of a replayed one.
 func (e *permanentError) TypeName() string { return typeName(e) }
 
-// isPermanent reports whether err was marked with Permanent, and the error to
-// journal for it.
-func isPermanent(err error) (*permanentError, bool) {
+// permanent reports whether err was marked with Permanent.
+func permanent(err error) bool {
 	var p *permanentError
-	if errors.As(err, &p) {
-		return p, true
-	}
-	return nil, false
+	return errors.As(err, &p)
 }
 
 // replayedError is a failure restored from the journal.

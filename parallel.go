@@ -55,7 +55,9 @@ func Parallel[T any](ctx context.Context, name string, steps []Step[T], opts ...
 // instead of replaying another item's value. Named by key, the items may come in
 // another order on the next run; keys must be unique and non-empty.
 //
-// With a cap, a FanOut of any length runs on at most cap goroutines.
+// With a cap, a FanOut of any length runs on at most cap goroutines; memory is
+// the result slice plus a byte of status per item. With a journal and names by
+// index, each success also costs a JSON encoding and hash of its item.
 func FanOut[I, T any](ctx context.Context, name string, items []I, fn func(ctx context.Context, item I) (T, error), opts ...Option) ([]T, error) {
 	cfg := newConfig(opts)
 	if fn == nil {

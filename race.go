@@ -17,7 +17,8 @@ import (
 // both return the winner that was journaled first.
 //
 // An empty list of steps is an error: there is no winner. After a [WithTimeout]
-// deadline Race returns an error matching [ErrTimeout].
+// deadline Race returns an error matching [ErrTimeout]. Cost: Parallel's; with a
+// journal, plus one decision record.
 func Race[T any](ctx context.Context, name string, steps []Step[T], opts ...Option) (T, error) {
 	var zero T
 	b, err := winnerBatch(ctx, "Race", name, steps, opts)
@@ -46,6 +47,7 @@ func Race[T any](ctx context.Context, name string, steps []Step[T], opts ...Opti
 // With a journal, a completed Any is final, as [Race] is: the winner, or the set
 // of failures, is journaled and replayed. An empty list of steps is an error.
 // After a [WithTimeout] deadline Any returns an error matching [ErrTimeout].
+// Cost: Race's.
 func Any[T any](ctx context.Context, name string, steps []Step[T], opts ...Option) (T, error) {
 	var zero T
 	b, err := winnerBatch(ctx, "Any", name, steps, opts)

@@ -25,7 +25,8 @@ import (
 // A record is a version byte (1), a kind byte and a body; integers are varints
 // and strings are a uvarint length followed by bytes:
 //
-//	'h' head:     start (unix ns, varint) | count (uvarint) | digest (32 bytes) |
+//	'h' head:     start (unix ns, varint) | count (uvarint) | set digest (32 bytes) |
+//	              order digest (32 bytes) |
 //	              names (uvarint n, then n strings; n is 0 for huge sets)
 //	's' success:  seq (uvarint) | item digest (string) | value (rest: JSON)
 //	'f' failure:  seq (uvarint) | type name (string) | message (string)
@@ -61,7 +62,8 @@ type record struct {
 	// head
 	start  int64
 	count  int
-	digest [32]byte
+	digest [32]byte // the set of branch names
+	order  [32]byte // the names in input order
 	names  []string
 
 	// success and failure
@@ -92,6 +94,7 @@ func (r *record) encode() []byte {
 		b = binary.AppendVarint(b, r.start)
 		b = binary.AppendUvarint(b, uint64(r.count))
 		b = append(b, r.digest[:]...)
+		b = append(b, r.order[:]...)
 		b = binary.AppendUvarint(b, uint64(len(r.names)))
 		for _, n := range r.names {
 			b = appendString(b, n)
@@ -217,6 +220,7 @@ func decodeRecord(b []byte) (*record, error) {
 		r.start = d.varint("start time")
 		r.count = d.count("branch count", maxInt)
 		copy(r.digest[:], d.bytes(32, "digest"))
+		copy(r.order[:], d.bytes(32, "order digest"))
 		n := d.count("name count", len(d.b))
 		if n > 0 {
 			r.names = make([]string, 0, n)
@@ -299,8 +303,23 @@ func nameDigest(n int, name func(int) string) [32]byte {
 	return d
 }
 
+// orderDigest identifies a list of branch names in order.
+func orderDigest(n int, name func(int) string) [32]byte {
+	h := sha256.New()
+	var buf [binary.MaxVarintLen64]byte
+	for i := range n {
+		s := name(i)
+		h.Write(binary.AppendUvarint(buf[:0], uint64(len(s))))
+		h.Write([]byte(s))
+	}
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
+}
+
 func newHead(start time.Time, n int, name func(int) string) *record {
-	r := &record{kind: kindHead, start: start.UnixNano(), count: n, digest: nameDigest(n, name)}
+	r := &record{kind: kindHead, start: start.UnixNano(), count: n,
+		digest: nameDigest(n, name), order: orderDigest(n, name)}
 	if n <= maxNamesInHead {
 		r.names = make([]string, n)
 		for i := range n {

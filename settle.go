@@ -22,6 +22,9 @@ import (
 // completed Settle is final: its decision (every status, the reason, the
 // failures' messages) is journaled, and a later run returns the same result
 // without running anything. A Settle that returned an error is not final.
+//
+// Cost: Parallel's, plus the result's Items (one per step) and, with a journal,
+// one decision record of about a byte per branch.
 func Settle[T any](ctx context.Context, name string, steps []Step[T], opts ...Option) (*BatchResult[T], error) {
 	b, err := stepBatch(ctx, "Settle", name, steps, opts)
 	if err != nil || b == nil {

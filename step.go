@@ -91,7 +91,7 @@ func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, i
 		}
 		rec = &record{kind: kindSuccess, seq: seq, itemDigest: itemDigest, value: b}
 	default:
-		if _, ok := isPermanent(err); !ok {
+		if !permanent(err) {
 			return zero, err, nil
 		}
 		rec = &record{kind: kindFailure, seq: seq, typeName: typeName(err), msg: err.Error()}

@@ -3,7 +3,6 @@ package durable
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -208,11 +207,24 @@ func (b *batch[T]) step(i int) int {
 	seq := b.seq
 	b.seq++
 	b.mu.Unlock()
+	// The outcomes after seq are counted once seq is. If the checkpoint never
+	// returns here (runtime.Goexit in the journal or in a JSON method), seq is
+	// given up so that they are not held forever; work counts branch i failed.
+	returned := false
+	defer func() {
+		if !returned {
+			b.mu.Lock()
+			b.ready[seq] = outcomeOf[T]{skip: true}
+			b.drain()
+			b.mu.Unlock()
+		}
+	}()
 	var digest string
 	if b.itemOf != nil {
 		digest = itemDigest(b.itemOf(i))
 	}
 	v, err, jerr := checkpoint(b.parent, b.sc, key, seq, digest, v, err)
+	returned = true
 	b.mu.Lock()
 	if jerr != nil {
 		b.count(i, v, nil, jerr, false)
@@ -404,7 +416,9 @@ func (b *batch[T]) loadRestored(ctx context.Context) error {
 		if strings.IndexByte(seg, '/') >= 0 || seg == "!h" {
 			return nil // a nested step's record, or the head
 		}
-		r, err := decodeRecord(value)
+		// A success keeps a slice of what it decodes, and value may be reused
+		// by the journal once fn returns: keep a copy.
+		r, err := decodeRecord(slices.Clone(value))
 		if err != nil {
 			return fmt.Errorf("durable: journal key %q: %w", key, err)
 		}
@@ -449,7 +463,7 @@ func (b *batch[T]) restore(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if b.itemOf != nil && r.kind == kindSuccess && r.itemDigest != itemDigest(b.itemOf(i)) {
+		if b.itemOf != nil && r.itemDigest != itemDigest(b.itemOf(i)) {
 			return fmt.Errorf("%w: %s %q: journal key %q holds the result of another item at index %d",
 				ErrNondeterministic, b.kind, b.name, key, i)
 		}
@@ -475,17 +489,27 @@ func (b *batch[T]) restore(ctx context.Context) error {
 	return nil
 }
 
-// decision is the journal record of a completed batch.
-func (b *batch[T]) decision() *record {
-	r := &record{kind: kindDecision, reason: b.reason, winner: b.decider, statuses: make([]Status, b.n)}
-	for i := range b.n {
-		r.statuses[i] = b.finalStatus(i)
-		if r.statuses[i] == StatusFailed {
+// decision is the journal record of a completed batch. It lists the branches
+// in the order of the journaled head, the order replay maps from: a resumed run
+// may list them in another.
+func (b *batch[T]) decision() (*record, error) {
+	at, err := b.reorder()
+	if err != nil {
+		return nil, err
+	}
+	r := &record{kind: kindDecision, reason: b.reason, winner: -1, statuses: make([]Status, b.n)}
+	for j := range b.n {
+		i := at(j)
+		r.statuses[j] = b.finalStatus(i)
+		if i == b.decider {
+			r.winner = j
+		}
+		if r.statuses[j] == StatusFailed {
 			err := b.errs[i]
-			r.failures = append(r.failures, failureRec{index: i, typeName: typeName(err), msg: err.Error()})
+			r.failures = append(r.failures, failureRec{index: j, typeName: typeName(err), msg: err.Error()})
 		}
 	}
-	return r
+	return r, nil
 }
 
 // commit journals the decision of a completed final batch. If another run
@@ -494,7 +518,14 @@ func (b *batch[T]) commit(ctx context.Context) error {
 	if b.sc == nil || b.abort != nil {
 		return nil
 	}
-	stored, mine, err := b.sc.put(ctx, b.prefix+"!d", b.decision())
+	if b.reason == ReasonTimedOut && b.kind != "Settle" {
+		return nil // Race and Any return an error: not final
+	}
+	dec, err := b.decision()
+	if err != nil {
+		return err
+	}
+	stored, mine, err := b.sc.put(ctx, b.prefix+"!d", dec)
 	if err != nil || mine {
 		return err
 	}
@@ -558,6 +589,24 @@ func (b *batch[T]) replay(ctx context.Context, dec *record) error {
 	if dec.winner >= 0 {
 		b.decider = at(dec.winner)
 	}
+	// Only a deadline decides without a branch; otherwise the branch counted
+	// last decided, with its own outcome (Race and Any return it).
+	if dec.reason != ReasonTimedOut {
+		ok := b.decider >= 0
+		if ok {
+			switch s := b.status[b.decider]; dec.reason {
+			case ReasonMinSuccessfulReached:
+				ok = s == StatusSucceeded
+			case ReasonFailureToleranceExceeded:
+				ok = s == StatusFailed
+			default:
+				ok = s == StatusSucceeded || s == StatusFailed
+			}
+		}
+		if !ok {
+			return fmt.Errorf("durable: journal key %q: %w: no finished branch decided it", key, errCorrupt)
+		}
+	}
 	return nil
 }
 
@@ -584,7 +633,7 @@ func (b *batch[T]) reorder() (func(int) int, error) {
 // itemDigest identifies a FanOut item, so that a resumed run notices an item
 // that changed at a journaled index.
 func itemDigest(item any) string {
-	data, err := json.Marshal(item)
+	data, err := encodeValue(item) // a panicking MarshalJSON is an error too
 	if err != nil {
 		data = fmt.Appendf(nil, "%#v", item)
 	}

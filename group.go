@@ -49,7 +49,8 @@ type Group struct {
 	n       int
 	running int
 	queue   []groupJob
-	waited  bool
+	waited  bool // Wait was called: Go is refused
+	done    bool // Wait returned: the Futures and the group's error are final
 }
 
 type groupJob struct {
@@ -151,12 +152,12 @@ type Future[T any] struct {
 // error. Get is valid after [Group.Wait] returns; before, it returns an error.
 func (f *Future[T]) Get() (T, error) {
 	f.g.mu.Lock()
-	waited := f.g.waited
+	done := f.g.done
 	f.g.mu.Unlock()
 	var zero T
 	switch {
-	case !waited:
-		return zero, errors.New("durable: Future.Get called before Group.Wait")
+	case !done:
+		return zero, errors.New("durable: Future.Get called before Group.Wait returned")
 	case f.ok:
 		return f.v, nil
 	}
@@ -219,30 +220,37 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 	job := groupJob{
 		skip: func(err error) { f.err = err },
 		run: func() {
+			// Deferred, so that a branch that calls runtime.Goexit, which
+			// skips the assignment below, fails.
+			var v T
+			err := errGoexit
+			defer func() {
+				g.mu.Lock()
+				defer g.mu.Unlock()
+				g.checkDone()
+				switch {
+				case g.err != nil:
+					f.err = g.err
+				case err != nil:
+					f.err = &BranchError{Index: i, Name: name, Err: err}
+					g.failLocked(f.err)
+				default:
+					f.v, f.ok = v, true
+				}
+			}()
 			ctx := g.ctx
 			if g.sc != nil {
 				ctx = withScope(ctx, g.sc.child(key))
 			}
-			v, err := callGroup(ctx, fn)
-			var jerr error
+			fv, ferr := callGroup(ctx, fn)
 			if g.sc != nil {
-				v, err, jerr = checkpoint(g.parent, g.sc, key, 0, "", v, err)
+				var jerr error
+				fv, ferr, jerr = checkpoint(g.parent, g.sc, key, 0, "", fv, ferr)
 				if jerr != nil {
-					err = jerr
+					ferr = jerr
 				}
 			}
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			g.checkDone()
-			switch {
-			case g.err != nil:
-				f.err = g.err
-			case err != nil:
-				f.err = &BranchError{Index: i, Name: name, Err: err}
-				g.failLocked(f.err)
-			default:
-				f.v, f.ok = v, true
-			}
+			v, err = fv, ferr
 		},
 	}
 	if g.limit > 0 && g.running >= g.limit {
@@ -285,7 +293,8 @@ func callGroup[T any](ctx context.Context, fn func(context.Context) (T, error)) 
 
 // Wait waits for every branch started with Go and returns the group's first
 // failure as a *[BranchError], the caller context's cause if it ended first, a
-// timeout error, or nil when every branch succeeded.
+// timeout error, or nil when every branch succeeded. A later call returns the
+// same.
 func (g *Group) Wait() error {
 	g.mu.Lock()
 	g.waited = true
@@ -293,9 +302,13 @@ func (g *Group) Wait() error {
 	g.wg.Wait()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.checkDone()
-	if g.cancel != nil {
-		g.cancel(errDecided)
+	if !g.done { // a later Wait returns the same
+		// No checkDone here: a deadline or a cancellation that came after
+		// every branch had finished changes nothing, as with errgroup.
+		if g.cancel != nil {
+			g.cancel(errDecided)
+		}
+		g.done = true
 	}
 	return g.err
 }

@@ -59,6 +59,11 @@ func WithCompletion(c ...Completion) Option {
 	return optionFunc(func(cfg *config) {
 		cfg.completion = true
 		cfg.completions = append(cfg.completions, c...)
+		// Thresholds do not depend on the number of branches: check them here,
+		// so that they are reported for an empty list of steps too.
+		if _, err := settleRule(c, 0); err != nil {
+			cfg.errs = append(cfg.errs, err)
+		}
 	})
 }
 

@@ -29,7 +29,8 @@ import (
 //	              order digest (32 bytes) |
 //	              names (uvarint n, then n strings; n is 0 for huge sets)
 //	's' success:  seq (uvarint) | item digest (string) | value (rest: JSON)
-//	'f' failure:  seq (uvarint) | type name (string) | message (string)
+//	'f' failure:  seq (uvarint) | item digest (string) | type name (string) |
+//	              message (string)
 //	'd' decision: reason (byte) | winner+1 (uvarint) | n (uvarint) |
 //	              n status bytes | failures (uvarint k, then k times:
 //	              index (uvarint) | type name (string) | message (string))
@@ -105,6 +106,7 @@ func (r *record) encode() []byte {
 		b = append(b, r.value...)
 	case kindFailure:
 		b = binary.AppendUvarint(b, r.seq)
+		b = appendString(b, r.itemDigest)
 		b = appendString(b, r.typeName)
 		b = appendString(b, r.msg)
 	case kindDecision:
@@ -240,6 +242,7 @@ func decodeRecord(b []byte) (*record, error) {
 		}
 	case kindFailure:
 		r.seq = d.uvarint("sequence")
+		r.itemDigest = d.string("item digest")
 		r.typeName = d.string("type name")
 		r.msg = d.string("message")
 	case kindDecision:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strconv"
 	"sync"
 
@@ -30,6 +31,11 @@ type scopeKey struct{}
 // finished. A nil j returns a context with no journal: plain in-process
 // concurrency. An empty executionID is reported as an error by the first
 // combinator or step that uses the context.
+//
+// The context also counts the names used in it, so that a name used twice in a
+// row (a poll loop) gets distinct keys: poll, poll#2. Build a fresh context with
+// WithJournal for each run of an execution — a retry that reused the first
+// run's context would ask for poll#2 where the journal holds poll.
 func WithJournal(ctx context.Context, j journal.Journal, executionID string) context.Context {
 	if j == nil {
 		return context.WithValue(ctx, scopeKey{}, (*scope)(nil))
@@ -105,11 +111,17 @@ func (s *scope) put(ctx context.Context, key string, r *record) (*record, bool, 
 	return got, false, nil
 }
 
-// decodeValue decodes a journaled success into a T.
-func decodeValue[T any](key string, r *record) (T, error) {
-	var v T
-	if err := json.Unmarshal(r.value, &v); err != nil {
-		return v, fmt.Errorf("durable: journal key %q: %w: value: %v", key, errCorrupt, err)
+// decodeValue decodes a journaled success into a T. A panic in an UnmarshalJSON
+// method is returned as a *PanicError: decoding runs on branch goroutines too.
+func decodeValue[T any](key string, r *record) (v T, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			var zero T
+			v, err = zero, fmt.Errorf("durable: journal key %q: decode the value: %w", key, &PanicError{Value: p, Stack: debug.Stack()})
+		}
+	}()
+	if jerr := json.Unmarshal(r.value, &v); jerr != nil {
+		return v, fmt.Errorf("durable: journal key %q: %w: value: %v", key, errCorrupt, jerr)
 	}
 	return v, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 )
 
 // Step is a named unit of work. The name is its identity in the journal: stable
@@ -37,6 +38,9 @@ func (s Step[T]) Run(ctx context.Context) (T, error) {
 	var zero T
 	if err := checkStep(s.Name, s.Fn); err != nil {
 		return zero, err
+	}
+	if ctx == nil {
+		return zero, fmt.Errorf("durable: step %q: nil context", s.Name)
 	}
 	sc := scopeOf(ctx)
 	if sc == nil {
@@ -85,7 +89,7 @@ func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, i
 	var rec *record
 	switch {
 	case err == nil:
-		b, merr := json.Marshal(v)
+		b, merr := encodeValue(v)
 		if merr != nil {
 			return zero, fmt.Errorf("durable: encode the result of %q: %w", key, merr), nil
 		}
@@ -94,7 +98,7 @@ func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, i
 		if !permanent(err) {
 			return zero, err, nil
 		}
-		rec = &record{kind: kindFailure, seq: seq, typeName: typeName(err), msg: err.Error()}
+		rec = &record{kind: kindFailure, seq: seq, itemDigest: itemDigest, typeName: typeName(err), msg: err.Error()}
 	}
 	stored, mine, jerr := sc.put(ctx, key, rec)
 	if jerr != nil {
@@ -103,9 +107,21 @@ func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, i
 	if mine && stored.kind == kindFailure {
 		return zero, err, nil // the live error itself, with its type
 	}
-	if stored.itemDigest != itemDigest && stored.kind == kindSuccess {
+	if stored.itemDigest != itemDigest {
 		return zero, nil, fmt.Errorf("durable: journal key %q: %w: it holds the result of another item", key, ErrNondeterministic)
 	}
 	v, ferr, jerr := outcome[T](key, stored)
 	return v, ferr, jerr
+}
+
+// encodeValue is json.Marshal, with a panic in a MarshalJSON method returned as
+// a *PanicError: it runs on a branch's goroutine, where a panic would end the
+// process.
+func encodeValue(v any) (b []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return json.Marshal(v)
 }

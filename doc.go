@@ -55,7 +55,11 @@
 // again in one scope gets an occurrence suffix (poll, poll#2). With a journal, the
 // value a branch returns is the one decoded from what was stored, so a first run
 // and its replay see identical values, and several workers running one execution
-// at once all see the value whose write won.
+// at once all see the value whose write won, and the same decision of a Settle,
+// Race or Any. Workers running one execution at once may both run a branch (its
+// first write wins), and each numbers completions on its own, so a later run
+// that restores an undecided batch written by two workers counts their outcomes
+// in an order neither of them saw.
 //
 // Each combinator journals its set of branch names (a digest for huge sets) and
 // its start time when it first starts. A resumed run that asks for other

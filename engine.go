@@ -277,12 +277,12 @@ func (b *batch[T]) count(i int, v T, err, jerr error, replayed bool) {
 	// The deadline or the caller may have ended the batch before this outcome
 	// was counted; the branch most likely saw its context end.
 	b.checkDone()
+	if b.replayed != nil {
+		b.replayed[i] = replayed
+	}
 	if b.decided {
 		b.status[i] = StatusCancelled
 		return
-	}
-	if b.replayed != nil {
-		b.replayed[i] = replayed
 	}
 	switch {
 	case jerr != nil:
@@ -552,10 +552,16 @@ func (b *batch[T]) replay(ctx context.Context, dec *record) error {
 	for _, f := range dec.failures {
 		b.setErr(at(f.index), &replayedError{typeName: f.typeName, msg: f.msg})
 	}
+	// A branch whose Fn ran in this process (another worker's decision won
+	// the write) is not replayed, whatever the decision says of it.
+	ranHere := make([]bool, b.n)
+	for i := range b.n {
+		ranHere[i] = b.status[i] != 0 && !b.replayed[i]
+	}
 	for j, s := range dec.statuses {
 		i := at(j)
 		b.status[i] = s
-		b.replayed[i] = true
+		b.replayed[i] = !ranHere[i]
 		var zero T
 		b.values[i] = zero
 		switch s {

@@ -7,9 +7,11 @@ import (
 )
 
 // Race runs steps concurrently and returns the outcome of the first to finish,
-// success or failure; a failure comes back as a *[BranchError]. The other
-// branches are then cancelled, and Race returns once they have returned (it
-// waits for the losers). A panic is its branch's outcome, as a *[PanicError].
+// success or failure; a failure comes back as a *[BranchError]. The branches
+// still running are then cancelled, and Race returns once they have returned (it
+// waits for the losers); branches not yet dispatched when the winner finished —
+// under a cap, or because the winner was that quick — never start. A panic is
+// its branch's outcome, as a *[PanicError].
 //
 // With a journal, a completed Race is final: the winner is journaled, and a
 // later run returns the same winner's outcome without running anything, even if

@@ -728,3 +728,50 @@ func TestGroupDeadlineAfterEveryBranchFinished(t *testing.T) {
 		require.Equal(t, 7, v)
 	})
 }
+
+// plantingJournal stores planted values under their keys just before the first
+// Put to any of them, as another worker's earlier write would.
+type plantingJournal struct {
+	*journal.Memory
+	plant map[string][]byte
+}
+
+func (j plantingJournal) Put(ctx context.Context, key string, value []byte) ([]byte, error) {
+	if v, ok := j.plant[key]; ok {
+		if _, err := j.Memory.Put(ctx, key, v); err != nil {
+			return nil, err
+		}
+	}
+	return j.Memory.Put(ctx, key, value)
+}
+
+func TestLosingTheDecisionWriteKeepsReplayedHonest(t *testing.T) {
+	steps := func(tag string) []durable.Step[string] {
+		return []durable.Step[string]{
+			durable.NewStep("a", func(context.Context) (string, error) { return "a-" + tag, nil }),
+			durable.NewStep("b", func(context.Context) (string, error) { return "", errors.New("b failed in " + tag) }),
+		}
+	}
+	// Worker A's whole run, in a journal of its own: its decision is planted
+	// in B's journal the moment B writes its own.
+	other := journal.NewMemory()
+	_, err := durable.Settle(durable.WithJournal(context.Background(), other, "e"), "s", steps("A"))
+	require.NoError(t, err)
+	decision, ok, err := other.Get(context.Background(), "e/s/!d")
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	j := plantingJournal{Memory: journal.NewMemory(), plant: map[string][]byte{"e/s/!d": decision}}
+	res, err := durable.Settle(durable.WithJournal(context.Background(), j, "e"), "s", steps("B"))
+	require.NoError(t, err)
+	require.Equal(t, "a-B", res.Items[0].Value, "the value B journaled first")
+	require.EqualError(t, res.Items[1].Err, "b failed in A", "A's decision won: its failure is the one reported")
+	for _, it := range res.Items {
+		require.False(t, it.Replayed, "%s: B ran its Fn, so its outcome is not a replay", it.Name)
+	}
+	res, err = durable.Settle(durable.WithJournal(context.Background(), j, "e"), "s", steps("C"))
+	require.NoError(t, err)
+	for _, it := range res.Items {
+		require.True(t, it.Replayed, it.Name)
+	}
+}

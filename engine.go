@@ -2,13 +2,16 @@ package durable
 
 import (
 	"context"
-	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,30 +19,37 @@ import (
 // optional cap and deadline, and optionally a journal scope.
 //
 // Workers: the caller starts min(cap, n) goroutines, each claiming the next
-// undispatched index under the batch's mutex. When a branch finishes, its worker
-// counts the outcome, evaluates the rule and, unless the batch has decided,
+// undispatched index. When a branch finishes, its worker counts the outcome
+// under the batch's mutex, evaluates the rule and, unless the batch has decided,
 // claims the next index — so the rule is always evaluated before anything else
 // is dispatched, and goroutines stay at most cap. The caller waits for every
 // worker before it returns.
 //
+// Indices are claimed from one atomic word, the next index with a stop bit that
+// is set when the batch decides, so a claim and a decision are ordered. That
+// lets the fail-fast combinators without a journal, whose successes decide
+// nothing and whose statuses nobody sees, record a success and claim the next
+// branch without taking the mutex: only failures do.
+//
 // With a journal, each branch whose outcome is journaled (a success, a permanent
 // failure) takes a sequence number when it finishes, is checkpointed, and is
 // counted in sequence order: a reorder buffer holds the ones whose checkpoint
-// came back early, and their workers wait until they are counted before they
-// dispatch anything, so that a resumed run, which counts restored branches by
-// their journaled sequence, reaches the decision the first run would have.
+// came back early, so that a resumed run, which counts restored branches by
+// their journaled sequence, reaches the decision the first run would have. A
+// worker whose outcome waits in the buffer exits, and whoever counts it later
+// dispatches a branch in its place.
 // Outcomes that are not journaled (plain failures, journal errors) are counted
 // at once: no resumed run will see them.
 type batch[T any] struct {
-	kind   string // "Parallel", "Settle", ...: for messages
-	name   string
-	n      int
-	nameOf func(i int) string
-	fn     func(ctx context.Context, i int) (T, error)
-	itemOf func(i int) any // FanOut by index: the item, whose digest is journaled
-	rule   rule
-	limit  int
-	cfg    *config
+	kind     string // "Parallel", "Settle", ...: for messages
+	name     string
+	n        int
+	nameOf   func(i int) string
+	fn       func(ctx context.Context, i int) (T, error)
+	digestOf func(i int) string // FanOut by index: the digest journaled with item i
+	rule     rule
+	limit    int
+	cfg      *config
 
 	parent context.Context // the caller's
 	ctx    context.Context // the branches': parent, plus the deadline and cancel
@@ -51,10 +61,14 @@ type batch[T any] struct {
 	prefix   string
 	restored map[string]*record // restored branch records by key segment
 
-	wg sync.WaitGroup
+	wg    sync.WaitGroup
+	claim atomic.Uint64   // the next index to dispatch, | stopBit once decided
+	fast  bool            // successes are recorded without the mutex
+	done  <-chan struct{} // b.ctx.Done()
+	fastN atomic.Int64    // successes recorded without the mutex
+	seq   atomic.Uint64   // the next completion sequence number; journal only
 
 	mu        sync.Mutex
-	next      int
 	values    []T
 	status    []Status
 	errs      map[int]error
@@ -65,11 +79,10 @@ type batch[T any] struct {
 	reason    Reason
 	decider   int   // the branch whose outcome decided, or -1
 	abort     error // ends the call with an error instead of a result
-	seq       uint64
 	countNext uint64
 	ready     map[uint64]outcomeOf[T]
-	counted   *sync.Cond // signalled when countNext moves; journal only
-	head      *record    // the journaled head, when it was there before this run
+	owed      int     // counted outcomes whose workers left: branches to dispatch for them
+	head      *record // the journaled head, when it was there before this run
 }
 
 type outcomeOf[T any] struct {
@@ -81,6 +94,9 @@ type outcomeOf[T any] struct {
 
 // statusRunning marks a dispatched branch; statuses are final once counted.
 const statusRunning Status = 255
+
+// stopBit in batch.claim stops dispatching.
+const stopBit = 1 << 63
 
 // errDecided is the cause given to branches cancelled because the batch
 // completed.
@@ -97,7 +113,6 @@ func (b *batch[T]) init(ctx context.Context) error {
 	if b.sc != nil {
 		b.replayed = make([]bool, b.n)
 		b.ready = make(map[uint64]outcomeOf[T])
-		b.counted = sync.NewCond(&b.mu)
 	}
 	return nil
 }
@@ -114,6 +129,8 @@ func (b *batch[T]) run(parent context.Context) {
 		defer dcancel()
 		b.ctx = dctx
 	}
+	b.done = b.ctx.Done()
+	b.fast = b.sc == nil && b.rule == failFast && b.kind != "Settle"
 	// No watcher goroutine: an ended context is noticed by the next claim or
 	// count, and once more below. Branches see it through their own contexts.
 	b.mu.Lock()
@@ -125,9 +142,7 @@ func (b *batch[T]) run(parent context.Context) {
 		workers = b.limit
 	}
 	for range workers {
-		b.mu.Lock()
-		i := b.claim()
-		b.mu.Unlock()
+		i := b.claimNext()
 		if i < 0 {
 			break
 		}
@@ -135,7 +150,48 @@ func (b *batch[T]) run(parent context.Context) {
 		go b.work(i)
 	}
 	b.wg.Wait()
+	if n := int(b.fastN.Load()); n > 0 && !b.decided && b.succeeded+n+b.failed == b.n {
+		b.succeeded += n
+		b.decide(ReasonAllCompleted, -1)
+	}
 	b.checkDone()
+}
+
+// claimNext claims the next branch to dispatch, or returns -1, taking the
+// mutex only when it must.
+func (b *batch[T]) claimNext() int {
+	if !b.fast {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.claimLocked()
+	}
+	select {
+	case <-b.done:
+		b.mu.Lock()
+		b.checkDone()
+		b.mu.Unlock()
+		return -1
+	default:
+	}
+	return b.claimIndex()
+}
+
+// claimIndex takes the next index from b.claim, or returns -1 once the batch has
+// decided or every index is taken.
+func (b *batch[T]) claimIndex() int {
+	c := b.claim.Add(1) - 1
+	if c&stopBit != 0 || c >= uint64(b.n) {
+		return -1
+	}
+	return int(c)
+}
+
+// decide completes the batch. Called with b.mu held.
+func (b *batch[T]) decide(reason Reason, decider int) {
+	b.decided = true
+	b.reason = reason
+	b.decider = decider
+	b.claim.Or(stopBit)
 }
 
 // checkDone decides the batch when its context ended for a reason of its own:
@@ -144,26 +200,41 @@ func (b *batch[T]) checkDone() {
 	if b.decided || b.ctx == nil || b.ctx.Err() == nil {
 		return
 	}
-	b.decided = true
+	b.decide(ReasonTimedOut, -1)
 	if b.parent.Err() != nil {
+		b.reason = 0
 		b.abort = context.Cause(b.parent)
-		return
 	}
-	b.reason = ReasonTimedOut
 }
 
-// claim returns the next index to dispatch, or -1. Called with b.mu held.
-func (b *batch[T]) claim() int {
+// claimLocked returns the next index to dispatch, skipping restored branches,
+// or -1. Called with b.mu held.
+func (b *batch[T]) claimLocked() int {
 	b.checkDone()
-	for !b.decided && b.next < b.n {
-		i := b.next
-		b.next++
+	for {
+		i := b.claimIndex()
+		if i < 0 {
+			return -1
+		}
 		if b.status[i] == 0 {
 			b.status[i] = statusRunning
 			return i
 		}
 	}
-	return -1
+}
+
+// dispatchOwed starts a worker for each counted outcome whose worker left.
+// Called with b.mu held.
+func (b *batch[T]) dispatchOwed() {
+	for ; b.owed > 0; b.owed-- {
+		i := b.claimLocked()
+		if i < 0 {
+			b.owed = 0
+			return
+		}
+		b.wg.Add(1)
+		go b.work(i)
+	}
 }
 
 // work runs branch i, then every branch it claims after it.
@@ -173,7 +244,7 @@ func (b *batch[T]) work(i int) {
 			var zero T
 			b.mu.Lock()
 			b.count(i, zero, errGoexit, nil, false)
-			next := b.claim()
+			next := b.claimLocked()
 			b.mu.Unlock()
 			if next >= 0 {
 				b.wg.Add(1)
@@ -193,20 +264,26 @@ func (b *batch[T]) step(i int) int {
 	var key string
 	if b.sc != nil {
 		key = b.prefix + escapeName(b.nameOf(i))
-		ctx = withScope(ctx, b.sc.child(key))
+		ctx = b.sc.childContext(ctx, key)
 	}
 	v, err := b.call(ctx, i)
+	if b.fast && err == nil {
+		select {
+		case <-b.done: // count it under the mutex: it may be too late
+		default:
+			b.values[i] = v
+			b.status[i] = StatusSucceeded
+			b.fastN.Add(1)
+			return b.claimNext()
+		}
+	}
 	if b.sc == nil || err != nil && !permanent(err) {
 		b.mu.Lock()
+		defer b.mu.Unlock()
 		b.count(i, v, err, nil, false)
-		next := b.claim()
-		b.mu.Unlock()
-		return next
+		return b.claimLocked()
 	}
-	b.mu.Lock()
-	seq := b.seq
-	b.seq++
-	b.mu.Unlock()
+	seq := b.seq.Add(1) - 1
 	// The outcomes after seq are counted once seq is. If the checkpoint never
 	// returns here (runtime.Goexit in the journal or in a JSON method), seq is
 	// given up so that they are not held forever; work counts branch i failed.
@@ -216,28 +293,39 @@ func (b *batch[T]) step(i int) int {
 			b.mu.Lock()
 			b.ready[seq] = outcomeOf[T]{skip: true}
 			b.drain()
+			b.dispatchOwed()
 			b.mu.Unlock()
 		}
 	}()
 	var digest string
-	if b.itemOf != nil {
-		digest = itemDigest(b.itemOf(i))
+	if b.digestOf != nil {
+		digest = b.digestOf(i)
 	}
 	v, err, jerr := checkpoint(b.parent, b.sc, key, seq, digest, v, err)
 	returned = true
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if jerr != nil {
 		b.count(i, v, nil, jerr, false)
 		b.ready[seq] = outcomeOf[T]{skip: true}
+		b.drain()
+		b.dispatchOwed()
+		return -1 // the batch has decided
+	}
+	if seq == b.countNext { // next in sequence: no need to park it
+		b.countNext++
+		b.count(i, v, err, nil, false)
+		b.owed++
 	} else {
 		b.ready[seq] = outcomeOf[T]{i: i, v: v, err: err}
 	}
 	b.drain()
-	for b.countNext <= seq {
-		b.counted.Wait()
-	}
-	next := b.claim()
-	b.mu.Unlock()
+	next := -1
+	if b.countNext > seq { // counted: this worker dispatches in its own place
+		b.owed--
+		next = b.claimLocked()
+	} // else it leaves, and whoever counts its outcome dispatches for it
+	b.dispatchOwed()
 	return next
 }
 
@@ -254,21 +342,17 @@ func (b *batch[T]) call(ctx context.Context, i int) (v T, err error) {
 // drain counts the checkpointed outcomes that are next in sequence. Called with
 // b.mu held.
 func (b *batch[T]) drain() {
-	moved := false
 	for {
 		o, ok := b.ready[b.countNext]
 		if !ok {
-			break
+			return
 		}
 		delete(b.ready, b.countNext)
 		b.countNext++
-		moved = true
 		if !o.skip {
 			b.count(o.i, o.v, o.err, nil, false)
+			b.owed++
 		}
-	}
-	if moved {
-		b.counted.Broadcast()
 	}
 }
 
@@ -288,7 +372,7 @@ func (b *batch[T]) count(i int, v T, err, jerr error, replayed bool) {
 	case jerr != nil:
 		b.status[i] = StatusFailed
 		b.setErr(i, jerr)
-		b.decided = true
+		b.decide(0, -1)
 		b.abort = &BranchError{Index: i, Name: b.nameOf(i), Err: jerr}
 		b.cancelRest()
 		return
@@ -301,16 +385,14 @@ func (b *batch[T]) count(i int, v T, err, jerr error, replayed bool) {
 		b.values[i] = v
 		b.succeeded++
 	}
-	if reason, ok := b.rule.decide(b.succeeded, b.failed, b.n); ok {
-		b.decided = true
-		b.reason = reason
-		b.decider = i
+	if reason, ok := b.rule.decide(b.succeeded+int(b.fastN.Load()), b.failed, b.n); ok {
+		b.decide(reason, i)
 		b.cancelRest()
 	}
 }
 
 func (b *batch[T]) cancelRest() {
-	if b.cancel != nil && b.succeeded+b.failed < b.n {
+	if b.cancel != nil && b.succeeded+int(b.fastN.Load())+b.failed < b.n {
 		b.cancel(errDecided)
 	}
 }
@@ -351,11 +433,11 @@ func (b *batch[T]) timeoutErr() error {
 // final combinator, if any. Restored branches are counted, in their original
 // completion order.
 func (b *batch[T]) open(ctx context.Context, final bool) (*record, error) {
-	seg, err := b.sc.claim(b.name)
+	key, err := b.sc.key(b.name)
 	if err != nil {
 		return nil, err
 	}
-	b.prefix = b.sc.prefix + seg + "/"
+	b.prefix = key + "/"
 	headKey := b.prefix + "!h"
 	head, err := b.sc.get(ctx, headKey)
 	if err != nil {
@@ -363,7 +445,8 @@ func (b *batch[T]) open(ctx context.Context, final bool) (*record, error) {
 	}
 	if head == nil {
 		var mine bool
-		head, mine, err = b.sc.put(ctx, headKey, newHead(b.start, b.n, b.nameOf))
+		// Branches named by index need no names in the head: the count says it all.
+		head, mine, err = b.sc.put(ctx, headKey, newHead(b.start, b.n, b.nameOf, b.digestOf == nil))
 		if err != nil {
 			return nil, err
 		}
@@ -463,7 +546,7 @@ func (b *batch[T]) restore(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if b.itemOf != nil && r.itemDigest != itemDigest(b.itemOf(i)) {
+		if b.digestOf != nil && r.itemDigest != b.digestOf(i) {
 			return fmt.Errorf("%w: %s %q: journal key %q holds the result of another item at index %d",
 				ErrNondeterministic, b.kind, b.name, key, i)
 		}
@@ -481,11 +564,11 @@ func (b *batch[T]) restore(ctx context.Context) error {
 	b.restored = nil
 	for _, f := range all {
 		b.count(f.i, f.v, f.err, nil, true)
-		if f.seq >= b.seq {
-			b.seq = f.seq + 1
+		if f.seq >= b.seq.Load() {
+			b.seq.Store(f.seq + 1)
 		}
 	}
-	b.countNext = b.seq
+	b.countNext = b.seq.Load()
 	return nil
 }
 
@@ -638,11 +721,64 @@ func (b *batch[T]) reorder() (func(int) int, error) {
 
 // itemDigest identifies a FanOut item, so that a resumed run notices an item
 // that changed at a journaled index.
-func itemDigest(item any) string {
-	data, err := encodeValue(item) // a panicking MarshalJSON is an error too
-	if err != nil {
-		data = fmt.Appendf(nil, "%#v", item)
+//
+// The digest is the 128-bit FNV-1a hash (see hash/fnv) of the item's JSON
+// encoding (of its %#v form if it has none), 16 bytes big-endian. Strings and
+// integers, the common items of a fan-out, skip the encoder: they hash their JSON
+// text, built directly. It guards against mistakes, not adversaries, so it uses
+// a hash cheap enough for every branch.
+func itemDigest[I any](item I) string {
+	var buf [64]byte
+	var data []byte
+	switch v := any(item).(type) { // does not escape: no allocation
+	case string:
+		if safeJSONString(v) {
+			data = append(append(append(buf[:0], '"'), v...), '"')
+		}
+	case int:
+		data = strconv.AppendInt(buf[:0], int64(v), 10)
+	case int64:
+		data = strconv.AppendInt(buf[:0], v, 10)
+	case int32:
+		data = strconv.AppendInt(buf[:0], int64(v), 10)
+	case uint64:
+		data = strconv.AppendUint(buf[:0], v, 10)
 	}
-	sum := sha256.Sum256(data)
-	return string(sum[:16])
+	if data == nil {
+		var err error
+		data, err = encodeValue(item) // a panicking MarshalJSON is an error too
+		if err != nil {
+			data = fmt.Appendf(nil, "%#v", item)
+		}
+	}
+	var sum [16]byte
+	hi, lo := fnv128a(data)
+	binary.BigEndian.PutUint64(sum[:8], hi)
+	binary.BigEndian.PutUint64(sum[8:], lo)
+	return string(sum[:])
+}
+
+// fnv128a is hash/fnv's New128a, without the allocations of a hash.Hash.
+func fnv128a(data []byte) (hi, lo uint64) {
+	const primeLower, primeShift = 0x13b, 24 // the prime is 2^88 + 0x13b
+	hi, lo = 0x6c62272e07bb0142, 0x62b821756295c58d
+	for _, c := range data {
+		lo ^= uint64(c)
+		h, l := bits.Mul64(primeLower, lo)
+		h += lo<<primeShift + primeLower*hi
+		hi, lo = h, l
+	}
+	return hi, lo
+}
+
+// safeJSONString reports whether encoding/json writes s as itself in quotes:
+// printable ASCII without the characters it escapes.
+func safeJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }

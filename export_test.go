@@ -13,3 +13,6 @@ func DecodeRecord(b []byte) (reencoded []byte, err error) {
 
 // EscapeName is the key encoding of one name.
 var EscapeName = escapeName
+
+// ItemDigest is the digest journaled with a FanOut item.
+func ItemDigest(item any) string { return itemDigest(item) }

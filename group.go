@@ -91,12 +91,12 @@ func NewGroup(ctx context.Context, name string, opts ...Option) *Group {
 
 // open journals the group's head, or reads its start time.
 func (g *Group) open(ctx context.Context, start *time.Time) error {
-	seg, err := g.sc.claim(g.name)
+	key, err := g.sc.key(g.name)
 	if err != nil {
 		return err
 	}
-	g.prefix = g.sc.prefix + seg + "/"
-	key := g.prefix + "!h"
+	g.prefix = key + "/"
+	key = g.prefix + "!h"
 	head, err := g.sc.get(ctx, key)
 	if err == nil && head == nil {
 		head, _, err = g.sc.put(ctx, key, &record{kind: kindHead, start: start.UnixNano()})
@@ -240,7 +240,7 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 			}()
 			ctx := g.ctx
 			if g.sc != nil {
-				ctx = withScope(ctx, g.sc.child(key))
+				ctx = g.sc.childContext(ctx, key)
 			}
 			fv, ferr := callGroup(ctx, fn)
 			if g.sc != nil {

@@ -85,7 +85,7 @@ func FanOut[I, T any](ctx context.Context, name string, items []I, fn func(ctx c
 		cfg.key = nil
 	} else {
 		b.nameOf = strconv.Itoa
-		b.itemOf = func(i int) any { return items[i] }
+		b.digestOf = func(i int) string { return itemDigest(items[i]) }
 	}
 	if err := b.validate(ctx); err != nil || len(items) == 0 {
 		return emptyOr[[]T](err, []T{})
@@ -145,7 +145,7 @@ func (b *batch[T]) validate(ctx context.Context) error {
 	if b.cfg.key != nil {
 		b.cfg.errs = append(b.cfg.errs, fmt.Errorf("durable: WithKey applies to FanOut, not %s", b.kind))
 	}
-	if sc := scopeOf(ctx); sc != nil && sc.prefix == "/" {
+	if sc := scopeOf(ctx); sc != nil && sc.base == "" {
 		b.cfg.errs = append(b.cfg.errs, errNoExecution)
 	}
 	if err := b.cfg.err(); err != nil {
@@ -159,6 +159,20 @@ func checkNames(n int, nameOf func(int) string) error {
 	if n < 2 {
 		if n == 1 && nameOf(0) == "" {
 			return errors.New("durable: step with an empty name")
+		}
+		return nil
+	}
+	if n <= 16 { // no map for a handful of names
+		for i := range n {
+			s := nameOf(i)
+			if s == "" {
+				return fmt.Errorf("durable: branch %d has an empty name", i)
+			}
+			for j := range i {
+				if nameOf(j) == s {
+					return fmt.Errorf("%w: branches %d and %d are both %q", ErrDuplicateName, j, i, s)
+				}
+			}
 		}
 		return nil
 	}

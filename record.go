@@ -320,10 +320,10 @@ func orderDigest(n int, name func(int) string) [32]byte {
 	return d
 }
 
-func newHead(start time.Time, n int, name func(int) string) *record {
+func newHead(start time.Time, n int, name func(int) string, withNames bool) *record {
 	r := &record{kind: kindHead, start: start.UnixNano(), count: n,
 		digest: nameDigest(n, name), order: orderDigest(n, name)}
-	if n <= maxNamesInHead {
+	if withNames && n <= maxNamesInHead {
 		r.names = make([]string, n)
 		for i := range n {
 			r.names[i] = name(i)

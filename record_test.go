@@ -3,7 +3,9 @@ package durable_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"hash/fnv"
 	"sort"
 	"strings"
 	"sync"
@@ -152,4 +154,16 @@ func TestCorruptJournalEntryNamesTheKey(t *testing.T) {
 	_, err = durable.Parallel(durable.WithJournal(context.Background(), j2, "e"), "p", steps)
 	require.ErrorContains(t, err, `"e/p/s"`)
 	require.Equal(t, 1, ran, "a corrupt entry is an error, never a silent re-run")
+}
+
+func TestItemDigestIsTheDigestOfTheJSON(t *testing.T) {
+	items := []any{"", "a", "order-17", "héllo", "<tag>", `q"`, "a\\b", "\n", "&", "\x7f",
+		0, -5, 1 << 40, int64(1 << 62), int32(-7), uint64(1 << 63), 3.5, true, []int{1}, struct{ A string }{"x"}}
+	for _, v := range items {
+		data, err := json.Marshal(v)
+		require.NoError(t, err)
+		h := fnv.New128a()
+		h.Write(data)
+		require.Equal(t, string(h.Sum(nil)), durable.ItemDigest(v), "%#v", v)
+	}
 }

@@ -16,8 +16,8 @@ import (
 // scope is the execution; every branch of a journaled combinator, and every
 // Step.Run, opens a child scope under its own key.
 type scope struct {
-	j      journal.Journal
-	prefix string // ends with '/'
+	j    journal.Journal
+	base string // the scope's key; keys in it are base + "/" + name
 
 	mu   sync.Mutex
 	seen map[string]int // occurrences of each name used in this scope
@@ -40,7 +40,7 @@ func WithJournal(ctx context.Context, j journal.Journal, executionID string) con
 	if j == nil {
 		return context.WithValue(ctx, scopeKey{}, (*scope)(nil))
 	}
-	return context.WithValue(ctx, scopeKey{}, &scope{j: j, prefix: escapeName(executionID) + "/"})
+	return context.WithValue(ctx, scopeKey{}, &scope{j: j, base: escapeName(executionID)})
 }
 
 func scopeOf(ctx context.Context) *scope {
@@ -48,16 +48,19 @@ func scopeOf(ctx context.Context) *scope {
 	return s
 }
 
-func withScope(ctx context.Context, s *scope) context.Context {
-	return context.WithValue(ctx, scopeKey{}, s)
-}
-
 var errNoExecution = errors.New("durable: WithJournal was given an empty execution ID")
+
+// key returns the key of the next use of name in this scope, with an
+// occurrence suffix from its second use on.
+func (s *scope) key(name string) (string, error) {
+	seg, err := s.claim(name)
+	return s.base + "/" + seg, err
+}
 
 // claim returns the key segment for the next use of name in this scope: the
 // escaped name, with an occurrence suffix from its second use on.
 func (s *scope) claim(name string) (string, error) {
-	if s.prefix == "/" {
+	if s.base == "" {
 		return "", errNoExecution
 	}
 	s.mu.Lock()
@@ -74,8 +77,27 @@ func (s *scope) claim(name string) (string, error) {
 	return seg, nil
 }
 
-func (s *scope) child(key string) *scope {
-	return &scope{j: s.j, prefix: key + "/"}
+// childContext returns ctx carrying the child scope under key, in one
+// allocation: a branch's context is made for every branch of a journaled batch.
+func (s *scope) childContext(ctx context.Context, key string) context.Context {
+	c := &scopeContext{Context: ctx}
+	c.s.j = s.j
+	c.s.base = key
+	return c
+}
+
+// scopeContext is a context.Context carrying a scope, like the one
+// context.WithValue(ctx, scopeKey{}, s) would return.
+type scopeContext struct {
+	context.Context
+	s scope
+}
+
+func (c *scopeContext) Value(key any) any {
+	if key == (scopeKey{}) {
+		return &c.s
+	}
+	return c.Context.Value(key)
 }
 
 func (s *scope) get(ctx context.Context, key string) (*record, error) {

@@ -46,11 +46,10 @@ func (s Step[T]) Run(ctx context.Context) (T, error) {
 	if sc == nil {
 		return s.Fn(ctx)
 	}
-	seg, err := sc.claim(s.Name)
+	key, err := sc.key(s.Name)
 	if err != nil {
 		return zero, err
 	}
-	key := sc.prefix + seg
 	if r, err := sc.get(ctx, key); err != nil || r != nil {
 		if err != nil {
 			return zero, err
@@ -61,7 +60,7 @@ func (s Step[T]) Run(ctx context.Context) (T, error) {
 		}
 		return v, ferr
 	}
-	v, err := s.Fn(withScope(ctx, sc.child(key)))
+	v, err := s.Fn(sc.childContext(ctx, key))
 	v, err, jerr := checkpoint(ctx, sc, key, 0, "", v, err)
 	if jerr != nil {
 		return zero, jerr

@@ -80,7 +80,10 @@
 // # Cost
 //
 // Without a journal a branch costs a goroutine start (one per worker under a
-// cap), a mutex round trip and no allocation beyond the result slice. With a
-// journal it adds a JSON encode and decode and one Put; journals that implement
-// [journal.Scanner] let a resumed batch load all its branches in one call.
+// cap) and no allocation beyond the result; the fail-fast combinators record a
+// success with atomic operations alone, so they cost about what errgroup costs
+// (docs/PERFORMANCE.md has the measurements). With a journal a branch adds a JSON
+// encode and decode of its value, one record, one Put and about a dozen small
+// allocations; journals that implement [journal.Scanner] let a resumed batch load
+// all its branches in one call.
 package durable

@@ -117,14 +117,14 @@ func (j *Journal) commitBatch(batch []*request) {
 		return
 	}
 
-	seen := make(map[string]bool, len(live))
+	index := make(map[string]int, len(live)) // where each key is in keys
 	keys := make([][]byte, 0, len(live))
 	values := make([][]byte, 0, len(live))
 	for _, r := range live {
-		if seen[r.key] {
+		if _, ok := index[r.key]; ok {
 			continue // a later Put of a key in the batch loses to the first
 		}
-		seen[r.key] = true
+		index[r.key] = len(keys)
 		keys = append(keys, []byte(r.key))
 		values = append(values, r.value)
 	}
@@ -133,9 +133,9 @@ func (j *Journal) commitBatch(batch []*request) {
 	stored, err := j.write(ctx, keys, values)
 	stop()
 
-	if err != nil && len(keys) > 1 && rejected(err) {
-		// The server refused the statement for something in it, say a key
-		// too long for the index: write the Puts one by one so that only the
+	if stored == nil && len(keys) > 1 && rejected(err) {
+		// The server refused the INSERT for something in it, say a key too
+		// long for the index: write the Puts one by one so that only the
 		// guilty ones fail.
 		for _, r := range live {
 			v, err := j.putOne(r.ctx, r.key, r.value)
@@ -144,26 +144,31 @@ func (j *Journal) commitBatch(batch []*request) {
 		return
 	}
 
-	var handed map[string]bool // keys whose value went out, if any key repeats
+	var handed []bool // keys whose value went out, if any key repeats
 	if len(keys) < len(live) {
-		handed = make(map[string]bool, len(keys))
+		handed = make([]bool, len(keys))
 	}
 	for _, r := range live {
-		if err != nil {
+		if stored == nil {
 			r.done <- result{err: err}
 			continue
 		}
-		v, ok := stored[r.key]
+		i := index[r.key]
+		v := stored[i]
 		switch {
-		case !ok:
+		case v == nil && err != nil:
+			r.done <- result{err: err} // the read-back failed
+		case v == nil:
 			r.done <- result{err: errMissing}
-		case handed[r.key]:
+		case handed != nil && handed[i]:
 			// Each caller owns the slice it gets.
 			r.done <- result{stored: bytes.Clone(v)}
 		default:
 			if handed != nil {
-				handed[r.key] = true
+				handed[i] = true
 			}
+			// v is this request's own copy of its value when its key was
+			// inserted, and a fresh slice when it was read back.
 			r.done <- result{stored: v}
 		}
 	}

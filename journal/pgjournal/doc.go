@@ -37,12 +37,24 @@
 //	BEGIN ISOLATION LEVEL READ COMMITTED;
 //	INSERT INTO durable_journal (key, value)
 //		SELECT k, v FROM unnest($1::bytea[], $2::bytea[]) AS batch (k, v) ORDER BY k
-//		ON CONFLICT (key) DO NOTHING;
-//	SELECT key, value FROM durable_journal WHERE key = ANY($1::bytea[]);
+//		ON CONFLICT (key) DO NOTHING
+//		RETURNING key;
 //	COMMIT;
 //
-// as one pipelined round trip, and returns what the SELECT read: its own value
-// or the one that was there first.
+// as one pipelined round trip. A key the INSERT returns now holds the value
+// that was sent, and the Put returns that. A key it skipped held a value
+// already, committed before the INSERT went on; only then does the Put take a
+// second round trip, after the commit, to read that value with
+//
+//	SELECT t.key, t.value FROM unnest($1::bytea[]) AS batch (k)
+//		JOIN durable_journal AS t ON t.key = batch.k;
+//
+// and returns it. That query is parsed and planned on every execution rather
+// than prepared once per connection, so that the server probes the primary
+// key however small the table was when the connection first ran it. A batch
+// of new keys reads nothing back, and the INSERT finds conflicts through the
+// primary key's index: the cost of a batch hardly grows with the table. If
+// the read-back fails, only the Puts of the keys it was to read fail.
 //
 // By default one committer goroutine groups the Puts that arrive together into
 // one such transaction, so that a thousand branches finishing at once cost a
@@ -50,12 +62,13 @@
 // holding it has committed. The committer takes whatever Puts are waiting when
 // it is free; when the previous batch was larger than what has arrived, it
 // waits for the rest up to [WithMaxWait] (500µs) or the time the previous
-// commit took, whichever is shorter. A Put alone is committed at once. A batch holds at most [WithMaxBatch] (256) Puts. Of several Puts of
-// one key in a batch the first is written, and all of them return the stored
-// value. If the server rejects a batch for its content (a key too long, say),
-// its Puts are retried one by one, so that only the faulty one fails; if the
-// server aborts it for a conflict with another transaction, the batch is run
-// again. [WithGroupCommit](false) makes every Put its own transaction.
+// commit took, whichever is shorter. A Put alone is committed at once. A batch
+// holds at most [WithMaxBatch] (256) Puts. Of several Puts of one key in a
+// batch the first is written, and all of them return the stored value. If the
+// server rejects a batch for its content (a key too long, say), its Puts are
+// retried one by one, so that only the faulty one fails; if the server aborts
+// it for a conflict with another transaction, the batch is run again.
+// [WithGroupCommit](false) makes every Put its own transaction.
 //
 // # Durability
 //

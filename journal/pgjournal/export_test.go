@@ -4,5 +4,15 @@ package pgjournal
 // commit, the number of batches.
 func Transactions(j *Journal) int64 { return j.txns.Load() }
 
+// ReadBacks reports how many read-backs of keys whose insert was skipped j
+// has run.
+func ReadBacks(j *Journal) int64 { return j.readBacks.Load() }
+
+// WriteSQL returns j's INSERT and read-back statements.
+func WriteSQL(j *Journal) (insert, readBack string) { return j.sql.insert, j.sql.readBack }
+
+// ReadBackMode is how the read-back is executed.
+const ReadBackMode = readBackMode
+
 // Successor exposes the upper bound of a prefix scan.
 func Successor(prefix []byte) ([]byte, bool) { return successor(prefix) }

@@ -1,6 +1,7 @@
 package pgjournal
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +32,8 @@ type Journal struct {
 	closeOnce sync.Once
 	committer sync.WaitGroup
 
-	txns atomic.Int64 // write transactions committed, for tests
+	txns      atomic.Int64 // write transactions committed, for tests
+	readBacks atomic.Int64 // read-backs of skipped keys run, for tests
 }
 
 var (
@@ -52,21 +54,38 @@ func newStatements(table string) statements {
 	created_at timestamptz NOT NULL DEFAULT now()
 )`,
 		get: `SELECT value FROM ` + table + ` WHERE key = $1`,
-		// Read committed makes each statement see what other transactions
-		// committed before it started, whatever the server's default: the
-		// read-back must see the rows that made the insert skip a key.
+		// Read committed lets the INSERT skip a key that another transaction
+		// committed after the INSERT began, whatever the server's default:
+		// under repeatable read or serializable that would be a serialization
+		// failure.
 		begin: `BEGIN ISOLATION LEVEL READ COMMITTED`,
 		// Rows are inserted in key order so that two batches sharing keys
-		// lock them in the same order and cannot deadlock.
+		// lock them in the same order and cannot deadlock. RETURNING names
+		// the keys that were inserted, whose value is the one sent; only the
+		// others, which already held a value, need to be read back.
 		insert: `INSERT INTO ` + table + ` (key, value)
 	SELECT k, v FROM unnest($1::bytea[], $2::bytea[]) AS batch (k, v) ORDER BY k
-	ON CONFLICT (key) DO NOTHING`,
-		readBack:  `SELECT key, value FROM ` + table + ` WHERE key = ANY($1::bytea[])`,
+	ON CONFLICT (key) DO NOTHING
+	RETURNING key`,
+		// The read-back probes the primary key once per key. It is run as an
+		// unnamed statement (see readBackMode), so that it is planned for its
+		// keys and the table's current size every time.
+		readBack: `SELECT t.key, t.value FROM unnest($1::bytea[]) AS batch (k)
+	JOIN ` + table + ` AS t ON t.key = batch.k`,
 		commit:    `COMMIT`,
 		scanRange: `SELECT key, value FROM ` + table + ` WHERE key >= $1 AND key < $2 ORDER BY key`,
 		scanFrom:  `SELECT key, value FROM ` + table + ` WHERE key >= $1 ORDER BY key`,
 	}
 }
+
+// readBackMode is how the read-back is executed: as an unnamed statement,
+// parsed and planned on every execution, with its description cached so that
+// it still takes one round trip and binary formats. A statement pgx prepares
+// and caches (its default) gets a generic plan from the server after five
+// executions, costed with the table's statistics of that moment; on a table
+// that was small or empty then, that plan is a sequential scan, kept while
+// the table grows, and each read-back would then cost the size of the table.
+const readBackMode = pgx.QueryExecModeCacheDescribe
 
 // Open connects to the database at dsn, a PostgreSQL URL or key=value
 // connection string as [pgxpool.ParseConfig] accepts it, and returns a Journal
@@ -255,47 +274,81 @@ func (j *Journal) putOne(ctx context.Context, key string, value []byte) ([]byte,
 	if value == nil {
 		value = []byte{} // a nil slice would be NULL
 	}
-	k := []byte(key)
-	stored, err := j.write(ctx, [][]byte{k}, [][]byte{value})
-	if err != nil {
+	stored, err := j.write(ctx, [][]byte{[]byte(key)}, [][]byte{value})
+	switch {
+	case stored == nil:
 		return nil, err
-	}
-	v, ok := stored[key]
-	if !ok {
+	case stored[0] == nil && err != nil:
+		return nil, err
+	case stored[0] == nil:
 		return nil, errMissing
 	}
-	return v, nil
+	// The value is the caller's own slice when it was inserted: Put must not
+	// return that.
+	return bytes.Clone(stored[0]), nil
 }
 
-// errMissing reports a key that the read-back of a committed insert did not
+// errMissing reports a key that the read-back after a skipped insert did not
 // find, which only a concurrent DELETE can cause.
 var errMissing = errors.New("key not found after insert; was it deleted?")
 
+// writeAttempts is how many times a statement the server aborted to resolve a
+// conflict with another transaction is run.
+const writeAttempts = 3
+
 // write inserts the pairs of keys and values whose key is absent, in one
 // transaction and one round trip, and returns what every key holds once it has
-// committed. keys must be distinct. It runs the transaction again, a few
-// times, when the server aborted it to resolve a conflict.
-func (j *Journal) write(ctx context.Context, keys, values [][]byte) (map[string][]byte, error) {
-	const attempts = 3
-	var err error
-	for range attempts {
-		var stored map[string][]byte
-		stored, err = j.writeOnce(ctx, keys, values)
-		if err == nil || !retryable(err) || ctx.Err() != nil {
-			return stored, err
-		}
+// committed: stored[i] is values[i] where keys[i] was inserted, and the value
+// read back where the key held one already. keys must be distinct, and no
+// value may be nil.
+//
+// The read-back is one more round trip, run after the commit and only when
+// some key was skipped; it sees the rows that made the INSERT skip them,
+// which were committed before the INSERT went on. When the transaction
+// fails, write returns a nil slice and the error (the batch may have been
+// committed all the same if the connection was lost after COMMIT was sent).
+// When only the read-back fails, it returns the slice, nil for the keys not
+// read back, and the error.
+func (j *Journal) write(ctx context.Context, keys, values [][]byte) ([][]byte, error) {
+	var stored [][]byte
+	err := retry(ctx, func() error {
+		var err error
+		stored, err = j.insertBatch(ctx, keys, values)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, err
+	if !skipped(stored) {
+		return stored, nil
+	}
+	err = retry(ctx, func() error { return j.readBack(ctx, keys, stored) })
+	return stored, err
 }
 
-func (j *Journal) writeOnce(ctx context.Context, keys, values [][]byte) (map[string][]byte, error) {
+// retry runs f until it succeeds, fails for another reason than a conflict
+// with another transaction, ctx ends, or it has run writeAttempts times.
+func retry(ctx context.Context, f func() error) error {
+	var err error
+	for range writeAttempts {
+		err = f()
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	return err
+}
+
+// insertBatch runs BEGIN, INSERT and COMMIT as one pipelined round trip and
+// returns, for each key, its value if the INSERT wrote it and nil if it was
+// skipped.
+func (j *Journal) insertBatch(ctx context.Context, keys, values [][]byte) ([][]byte, error) {
 	b := &pgx.Batch{}
 	b.Queue(j.sql.begin)
 	b.Queue(j.sql.insert, keys, values)
-	b.Queue(j.sql.readBack, keys)
 	b.Queue(j.sql.commit)
 	br := j.pool.SendBatch(ctx, b)
-	stored, err := readBatch(br, len(keys))
+	stored, err := readInsert(br, keys, values)
 	// Close reports the first error of the batch; when one statement failed,
 	// the connection is left in the aborted transaction and the pool
 	// discards it.
@@ -309,30 +362,100 @@ func (j *Journal) writeOnce(ctx context.Context, keys, values [][]byte) (map[str
 	return stored, nil
 }
 
-func readBatch(br pgx.BatchResults, n int) (map[string][]byte, error) {
+func readInsert(br pgx.BatchResults, keys, values [][]byte) ([][]byte, error) {
 	if _, err := br.Exec(); err != nil { // BEGIN
 		return nil, err
 	}
-	if _, err := br.Exec(); err != nil { // INSERT
-		return nil, err
-	}
-	rows, err := br.Query()
+	rows, err := br.Query() // INSERT … RETURNING key
 	if err != nil {
 		return nil, err
 	}
-	stored := make(map[string][]byte, n)
-	var k, v []byte
-	_, err = pgx.ForEachRow(rows, []any{&k, &v}, func() error {
-		stored[string(k)] = v
-		return nil
-	})
-	if err != nil {
+	// The inserted keys are matched with keys only if some were skipped:
+	// when as many rows come back as keys were sent, all were inserted.
+	var returned keyBuffer
+	for rows.Next() {
+		if err := rows.Scan(&returned); err != nil {
+			rows.Close()
+			return nil, err
+		}
+	}
+	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	if _, err := br.Exec(); err != nil { // COMMIT
 		return nil, err
 	}
+	stored := make([][]byte, len(keys))
+	if len(returned.ends) == len(keys) {
+		copy(stored, values)
+		return stored, nil
+	}
+	inserted := make(map[string]bool, len(returned.ends))
+	start := 0
+	for _, end := range returned.ends {
+		inserted[string(returned.buf[start:end])] = true
+		start = end
+	}
+	for i, k := range keys {
+		if inserted[string(k)] {
+			stored[i] = values[i]
+		}
+	}
 	return stored, nil
+}
+
+// keyBuffer collects the keys an INSERT returns, end to end in one buffer
+// rather than one allocation each. It is a
+// [github.com/jackc/pgx/v5/pgtype.BytesScanner].
+type keyBuffer struct {
+	buf  []byte
+	ends []int // where each key ends in buf
+}
+
+func (b *keyBuffer) ScanBytes(v []byte) error {
+	b.buf = append(b.buf, v...)
+	b.ends = append(b.ends, len(b.buf))
+	return nil
+}
+
+// skipped reports whether a key of the batch was not inserted.
+func skipped(stored [][]byte) bool {
+	for _, v := range stored {
+		if v == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// readBack fills in what the keys whose stored value is nil hold, with one
+// query that looks each of them up in the primary key. A key it does not find
+// stays nil.
+func (j *Journal) readBack(ctx context.Context, keys, stored [][]byte) error {
+	var missing [][]byte
+	index := make(map[string]int)
+	for i, v := range stored {
+		if v == nil {
+			missing = append(missing, keys[i])
+			index[string(keys[i])] = i
+		}
+	}
+	j.readBacks.Add(1)
+	rows, err := j.pool.Query(ctx, j.sql.readBack, readBackMode, missing)
+	if err != nil {
+		return err
+	}
+	var k, v []byte
+	_, err = pgx.ForEachRow(rows, []any{&k, &v}, func() error {
+		if i, ok := index[string(k)]; ok {
+			if v == nil {
+				v = []byte{}
+			}
+			stored[i] = v
+		}
+		return nil
+	})
+	return err
 }
 
 // Scan implements [journal.Scanner] with one range query over the primary key:

@@ -167,9 +167,9 @@ func (b *batch[T]) claimNext() int {
 	}
 	select {
 	case <-b.done:
-		b.mu.Lock()
-		b.checkDone()
-		b.mu.Unlock()
+		// Dispatch nothing more, but decide nothing either: the successes
+		// recorded so far may be every branch, and a context that ended after
+		// the last one changes nothing. run decides once the workers are gone.
 		return -1
 	default:
 	}
@@ -240,10 +240,12 @@ func (b *batch[T]) dispatchOwed() {
 // work runs branch i, then every branch it claims after it.
 func (b *batch[T]) work(i int) {
 	defer func() {
-		if i >= 0 { // the branch called runtime.Goexit
-			var zero T
+		if i >= 0 { // the branch, or its checkpoint, called runtime.Goexit
 			b.mu.Lock()
-			b.count(i, zero, errGoexit, nil, false)
+			if s := b.status[i]; s == 0 || s == statusRunning { // step counts a checkpoint's
+				var zero T
+				b.count(i, zero, errGoexit, nil, false)
+			}
 			next := b.claimLocked()
 			b.mu.Unlock()
 			if next >= 0 {
@@ -286,13 +288,17 @@ func (b *batch[T]) step(i int) int {
 	seq := b.seq.Add(1) - 1
 	// The outcomes after seq are counted once seq is. If the checkpoint never
 	// returns here (runtime.Goexit in the journal or in a JSON method), seq is
-	// given up so that they are not held forever; work counts branch i failed.
+	// given up so that they are not held forever, and branch i is counted
+	// failed before anything is dispatched for them; work then dispatches in
+	// this worker's place.
 	returned := false
 	defer func() {
 		if !returned {
+			var zero T
 			b.mu.Lock()
 			b.ready[seq] = outcomeOf[T]{skip: true}
 			b.drain()
+			b.count(i, zero, errGoexit, nil, false)
 			b.dispatchOwed()
 			b.mu.Unlock()
 		}

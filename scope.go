@@ -93,6 +93,16 @@ type scopeContext struct {
 	s scope
 }
 
+// String describes the context as context.WithValue's does, without reading
+// the scope, which a step in another goroutine may be changing.
+func (c *scopeContext) String() string {
+	name := fmt.Sprintf("%T", c.Context)
+	if s, ok := c.Context.(fmt.Stringer); ok {
+		name = s.String()
+	}
+	return name + ".WithValue(durable.scopeKey, *durable.scope)"
+}
+
 func (c *scopeContext) Value(key any) any {
 	if key == (scopeKey{}) {
 		return &c.s

@@ -70,7 +70,7 @@ type batch[T any] struct {
 
 	mu        sync.Mutex
 	values    []T
-	status    []Status
+	status    []uint8 // a Status, 0 before dispatch, or statusRunning
 	errs      map[int]error
 	replayed  []bool
 	succeeded int
@@ -93,7 +93,7 @@ type outcomeOf[T any] struct {
 }
 
 // statusRunning marks a dispatched branch; statuses are final once counted.
-const statusRunning Status = 255
+const statusRunning = 255
 
 // stopBit in batch.claim stops dispatching.
 const stopBit = 1 << 63
@@ -106,7 +106,7 @@ var errGoexit = errors.New("durable: branch called runtime.Goexit")
 
 func (b *batch[T]) init(ctx context.Context) error {
 	b.values = make([]T, b.n)
-	b.status = make([]Status, b.n)
+	b.status = make([]uint8, b.n)
 	b.decider = -1
 	b.start = time.Now()
 	b.sc = scopeOf(ctx)
@@ -274,7 +274,7 @@ func (b *batch[T]) step(i int) int {
 		case <-b.done: // count it under the mutex: it may be too late
 		default:
 			b.values[i] = v
-			b.status[i] = StatusSucceeded
+			b.status[i] = uint8(StatusSucceeded)
 			b.fastN.Add(1)
 			return b.claimNext()
 		}
@@ -371,23 +371,23 @@ func (b *batch[T]) count(i int, v T, err, jerr error, replayed bool) {
 		b.replayed[i] = replayed
 	}
 	if b.decided {
-		b.status[i] = StatusCancelled
+		b.status[i] = uint8(StatusCancelled)
 		return
 	}
 	switch {
 	case jerr != nil:
-		b.status[i] = StatusFailed
+		b.status[i] = uint8(StatusFailed)
 		b.setErr(i, jerr)
 		b.decide(0, -1)
 		b.abort = &BranchError{Index: i, Name: b.nameOf(i), Err: jerr}
 		b.cancelRest()
 		return
 	case err != nil:
-		b.status[i] = StatusFailed
+		b.status[i] = uint8(StatusFailed)
 		b.setErr(i, err)
 		b.failed++
 	default:
-		b.status[i] = StatusSucceeded
+		b.status[i] = uint8(StatusSucceeded)
 		b.values[i] = v
 		b.succeeded++
 	}
@@ -418,7 +418,7 @@ func (b *batch[T]) finalStatus(i int) Status {
 	case statusRunning:
 		return StatusCancelled
 	default:
-		return s
+		return Status(s)
 	}
 }
 
@@ -649,7 +649,7 @@ func (b *batch[T]) replay(ctx context.Context, dec *record) error {
 	}
 	for j, s := range dec.statuses {
 		i := at(j)
-		b.status[i] = s
+		b.status[i] = uint8(s)
 		b.replayed[i] = !ranHere[i]
 		var zero T
 		b.values[i] = zero
@@ -689,7 +689,7 @@ func (b *batch[T]) replay(ctx context.Context, dec *record) error {
 	if dec.reason != ReasonTimedOut {
 		ok := b.decider >= 0
 		if ok {
-			switch s := b.status[b.decider]; dec.reason {
+			switch s := Status(b.status[b.decider]); dec.reason {
 			case ReasonMinSuccessfulReached:
 				ok = s == StatusSucceeded
 			case ReasonFailureToleranceExceeded:

@@ -34,7 +34,7 @@ func Race[T any](ctx context.Context, name string, steps []Step[T], opts ...Opti
 		return zero, b.timeoutErr()
 	}
 	w := b.decider
-	if b.status[w] == StatusFailed {
+	if Status(b.status[w]) == StatusFailed {
 		return zero, b.branchErr(w)
 	}
 	return b.values[w], nil
@@ -67,7 +67,7 @@ func Any[T any](ctx context.Context, name string, steps []Step[T], opts ...Optio
 	}
 	errs := make([]error, 0, b.n)
 	for i := range b.n {
-		if b.status[i] == StatusFailed {
+		if Status(b.status[i]) == StatusFailed {
 			errs = append(errs, b.branchErr(i))
 		}
 	}

@@ -150,7 +150,7 @@ func (r *BatchResult[T]) countOf(s Status) int {
 }
 
 // Status is what became of one branch. Every item has exactly one.
-type Status uint8
+type Status int
 
 const (
 	// StatusSucceeded: the branch returned a nil error.
@@ -179,7 +179,7 @@ func (s Status) String() string {
 }
 
 // Reason is why a batch completed.
-type Reason uint8
+type Reason int
 
 const (
 	// ReasonAllCompleted: every branch finished.

@@ -196,8 +196,15 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 
 	var key string
 	if g.sc != nil {
+		// Look for a journaled outcome without holding the lock, so that other
+		// branches can finish meanwhile; the WaitGroup keeps Wait waiting.
 		key = g.prefix + escapeName(name)
-		if r, err := g.sc.get(g.parent, key); err != nil || r != nil {
+		g.wg.Add(1)
+		g.mu.Unlock()
+		r, err := g.sc.get(g.parent, key)
+		g.mu.Lock()
+		g.wg.Done()
+		if err != nil || r != nil {
 			var v T
 			var ferr error
 			if err == nil {
@@ -213,6 +220,11 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 			default:
 				f.v, f.ok = v, true
 			}
+			return f
+		}
+		g.checkDone()
+		if g.err != nil { // the group failed meanwhile
+			f.err = g.err
 			return f
 		}
 	}

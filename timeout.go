@@ -18,6 +18,10 @@ import (
 // error matching both ErrTimeout and [context.DeadlineExceeded]. In both cases
 // the call returns only after the running branches have returned. d must be
 // positive.
+//
+// A branch that ignores its context and succeeds after the deadline is not
+// counted by that call, but its checkpoint is stored; a later run of a
+// combinator that returned an error restores it like any other success.
 func WithTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d <= 0 {

@@ -1,11 +1,9 @@
 package bench
 
 import (
-	"context"
 	"database/sql"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -29,14 +27,11 @@ type backend struct {
 	// naive returns a database with an empty table and the INSERT statement
 	// that writes one (key, value) row to it.
 	naive func(b *testing.B) (db *sql.DB, insert string)
-	// load, when not nil, returns a journal that holds entries, written
-	// faster than through the journal's Put.
-	load func(b *testing.B, name string, entries []entry) journal.Journal
 }
 
 var backends = []backend{
-	{"sqlite", openSQLite, naiveSQLite, nil},
-	{"postgres", openPostgres, naivePostgres, loadPostgres},
+	{"sqlite", openSQLite, naiveSQLite},
+	{"postgres", openPostgres, naivePostgres},
 }
 
 // openSQLite opens a journal file with the default settings (synchronous =
@@ -80,20 +75,14 @@ func naiveSQLite(b *testing.B) (*sql.DB, string) {
 // pgPool is the most connections a journal or the naive loop may use.
 const pgPool = 32
 
+// openPostgres opens a journal on a new table in a new schema, with a pool of
+// pgPool connections.
 func openPostgres(b *testing.B, name string, groupCommit bool) journal.Journal {
 	b.Helper()
-	j, _ := postgresJournal(b, name, groupCommit)
-	return j
-}
-
-// postgresJournal opens a journal on a new table name in a new schema and
-// returns it with the table's identifier.
-func postgresJournal(b *testing.B, name string, groupCommit bool) (*pgjournal.Journal, pgx.Identifier) {
-	b.Helper()
 	url := databaseURL(b)
-	table := pgx.Identifier{newSchema(b), name}
+	table := newSchema(b) + "." + name
 	j, err := pgjournal.Open(bg, withParam(url, fmt.Sprintf("pool_max_conns=%d", pgPool)),
-		pgjournal.WithTable(table[0]+"."+table[1]), pgjournal.WithGroupCommit(groupCommit))
+		pgjournal.WithTable(table), pgjournal.WithGroupCommit(groupCommit))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -101,51 +90,7 @@ func postgresJournal(b *testing.B, name string, groupCommit bool) (*pgjournal.Jo
 	if err := j.Migrate(bg); err != nil {
 		b.Fatal(err)
 	}
-	return j, table
-}
-
-// loadPostgres opens a journal like openPostgres and copies entries into its
-// table with COPY, as they are: the journal stores keys and values verbatim.
-func loadPostgres(b *testing.B, name string, entries []entry) journal.Journal {
-	b.Helper()
-	j, table := postgresJournal(b, name, true)
-	conn, err := pgx.Connect(bg, databaseURL(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(bg)
-	rows := make([][]any, len(entries))
-	for i, e := range entries {
-		rows[i] = []any{[]byte(e.key), e.value}
-	}
-	if _, err := conn.CopyFrom(bg, table, []string{"key", "value"}, pgx.CopyFromRows(rows)); err != nil {
-		b.Fatal(err)
-	}
 	return j
-}
-
-// An entry is one key and value a journal stored.
-type entry struct {
-	key   string
-	value []byte
-}
-
-// recorder is a journal that remembers what it stored, in order.
-type recorder struct {
-	journal.Journal
-
-	mu      sync.Mutex
-	entries []entry
-}
-
-func (r *recorder) Put(ctx context.Context, key string, value []byte) ([]byte, error) {
-	stored, err := r.Journal.Put(ctx, key, value)
-	if err == nil {
-		r.mu.Lock()
-		r.entries = append(r.entries, entry{key, stored})
-		r.mu.Unlock()
-	}
-	return stored, err
 }
 
 // naivePostgres uses pgx through database/sql with a pool of the journal's

@@ -15,28 +15,17 @@ import (
 // fresh context on the same execution ID, which restores every branch from
 // the journal and runs none. branches/s counts restored branches. The memory
 // journal has no prefix scan, so it restores with one Get per branch; SQLite
-// and PostgreSQL restore with one Scan.
-//
-// The first run writes to the backend through the engine, except for
-// PostgreSQL: there it writes to a journal.Memory, and the records it stored
-// are copied into the PostgreSQL journal's table with COPY, byte for byte:
-// writing 100,000 checkpoints through pgjournal's Put took tens of seconds
-// when this was written (docs/PERFORMANCE.md says why). The replay reads them
-// through pgjournal all the same.
+// and PostgreSQL restore with one Scan. The first run writes through the
+// engine and the journal's group commit.
 func BenchmarkReplay(b *testing.B) {
 	const n = 100_000
 	in := items(n)
 	for _, be := range append([]backend{{name: "memory"}}, backends...) {
 		b.Run("backend="+be.name, func(b *testing.B) {
 			var j journal.Journal
-			var rec *recorder
-			switch {
-			case be.open == nil:
+			if be.open == nil {
 				j = journal.NewMemory()
-			case be.load != nil:
-				rec = &recorder{Journal: journal.NewMemory()}
-				j = rec
-			default:
+			} else {
 				j = be.open(b, "replay_journal", true)
 			}
 			var ran atomic.Int64
@@ -58,9 +47,6 @@ func BenchmarkReplay(b *testing.B) {
 			run()
 			if got := ran.Swap(0); got != n {
 				b.Fatalf("the first run ran %d branches, want %d", got, n)
-			}
-			if rec != nil {
-				j = be.load(b, "replay_journal", rec.entries)
 			}
 			b.ReportAllocs()
 			iters := 0

@@ -61,12 +61,16 @@ type batch[T any] struct {
 	prefix   string
 	restored map[string]*record // restored branch records by key segment
 
-	wg    sync.WaitGroup
-	claim atomic.Uint64   // the next index to dispatch, | stopBit once decided
-	fast  bool            // successes are recorded without the mutex
-	done  <-chan struct{} // b.ctx.Done()
-	fastN atomic.Int64    // successes recorded without the mutex
-	seq   atomic.Uint64   // the next completion sequence number; journal only
+	wg   sync.WaitGroup
+	fast bool            // successes are recorded without the mutex
+	done <-chan struct{} // b.ctx.Done()
+	seq  atomic.Uint64   // the next completion sequence number; journal only
+
+	// Every branch of a fast batch adds to claim: it has a cache line of its
+	// own, so that the fields read beside it do not bounce between cores.
+	_     [64]byte
+	claim atomic.Uint64 // the next index to dispatch, | stopBit once decided
+	_     [56]byte
 
 	mu        sync.Mutex
 	values    []T
@@ -150,8 +154,10 @@ func (b *batch[T]) run(parent context.Context) {
 		go b.work(i)
 	}
 	b.wg.Wait()
-	if n := int(b.fastN.Load()); n > 0 && !b.decided && b.succeeded+n+b.failed == b.n {
-		b.succeeded += n
+	if b.fast && !b.decided && b.claim.Load()&^stopBit >= uint64(b.n) {
+		// Every branch was dispatched and none failed (a failure decides):
+		// the ones the mutex did not see succeeded on the fast path.
+		b.succeeded = b.n
 		b.decide(ReasonAllCompleted, -1)
 	}
 	b.checkDone()
@@ -273,10 +279,10 @@ func (b *batch[T]) step(i int) int {
 		select {
 		case <-b.done: // count it under the mutex: it may be too late
 		default:
+			// No status: nobody reads a fail-fast batch's statuses, and bytes
+			// written side by side by every worker would share cache lines.
 			b.values[i] = v
-			b.status[i] = uint8(StatusSucceeded)
-			b.fastN.Add(1)
-			return b.claimNext()
+			return b.claimIndex() // done was just checked
 		}
 	}
 	if b.sc == nil || err != nil && !permanent(err) {
@@ -391,14 +397,14 @@ func (b *batch[T]) count(i int, v T, err, jerr error, replayed bool) {
 		b.values[i] = v
 		b.succeeded++
 	}
-	if reason, ok := b.rule.decide(b.succeeded+int(b.fastN.Load()), b.failed, b.n); ok {
+	if reason, ok := b.rule.decide(b.succeeded, b.failed, b.n); ok {
 		b.decide(reason, i)
 		b.cancelRest()
 	}
 }
 
 func (b *batch[T]) cancelRest() {
-	if b.cancel != nil && b.succeeded+int(b.fastN.Load())+b.failed < b.n {
+	if b.cancel != nil {
 		b.cancel(errDecided)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"reflect"
 	"strconv"
 )
@@ -176,16 +177,32 @@ func checkNames(n int, nameOf func(int) string) error {
 		}
 		return nil
 	}
-	seen := make(map[string]int, n)
+	// Keyed by a hash of the name, cheaper to insert than the name itself; a
+	// hash shared by two names is told apart by comparing them.
+	seed := maphash.MakeSeed()
+	seen := make(map[uint64]int, n)
+	var clash map[string]int // names whose hash another name had first
 	for i := range n {
 		s := nameOf(i)
 		if s == "" {
 			return fmt.Errorf("durable: branch %d has an empty name", i)
 		}
-		if j, dup := seen[s]; dup {
+		h := maphash.String(seed, s)
+		j, taken := seen[h]
+		if !taken {
+			seen[h] = i
+			continue
+		}
+		if nameOf(j) == s {
 			return fmt.Errorf("%w: branches %d and %d are both %q", ErrDuplicateName, j, i, s)
 		}
-		seen[s] = i
+		if clash == nil {
+			clash = make(map[string]int)
+		}
+		if j, dup := clash[s]; dup {
+			return fmt.Errorf("%w: branches %d and %d are both %q", ErrDuplicateName, j, i, s)
+		}
+		clash[s] = i
 	}
 	return nil
 }

@@ -21,8 +21,10 @@ import (
 // before every branch it started has returned, so a branch that ignores its
 // context delays the return.
 //
-// With [WithMaxConcurrency](n), at most n branches run at once, on at most n
-// goroutines, dispatched in input order. Step names must be non-empty and
+// With [WithMaxConcurrency](n), at most n branches run at once, on n worker
+// goroutines (with a journal, a worker whose checkpoint must wait for an
+// earlier one hands its slot over as it exits, so for a moment up to 2n may be
+// alive), dispatched in input order. Step names must be non-empty and
 // unique ([ErrDuplicateName]); bad input is reported before any branch runs.
 //
 // With a journal (see [WithJournal]) each success is checkpointed before it is
@@ -56,7 +58,8 @@ func Parallel[T any](ctx context.Context, name string, steps []Step[T], opts ...
 // instead of replaying another item's value. Named by key, the items may come in
 // another order on the next run; keys must be unique and non-empty.
 //
-// With a cap, a FanOut of any length runs on at most cap goroutines; memory is
+// With a cap, a FanOut of any length runs on O(cap) goroutines (cap without a
+// journal; with one, a worker hands its slot over as it exits); memory is
 // the result slice plus a byte of status per item. With a journal and names by
 // index, each success also costs a JSON encoding and hash of its item.
 func FanOut[I, T any](ctx context.Context, name string, items []I, fn func(ctx context.Context, item I) (T, error), opts ...Option) ([]T, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durable-go/durable"
+	"github.com/durable-go/durable/internal/crashtest"
 )
 
 // These tests run several worker processes (this test binary, running
@@ -239,7 +240,7 @@ func TestSharedChild(t *testing.T) {
 		out, err = runRaces(ctx, tag, fast, attempt)
 	}
 	require.NoError(t, err)
-	printResult(t, out)
+	crashtest.PrintResult(t, out)
 }
 
 // childAttempt returns, in a child, the attemptFunc of process tag: it appends
@@ -360,12 +361,12 @@ func TestProcessesShareExecution(t *testing.T) {
 	outs := make([]batchOutcome, len(tags))
 	waitAll(t, children...)
 	for n, c := range children {
-		require.NoError(t, json.Unmarshal([]byte(c.result(t)), &outs[n]))
+		require.NoError(t, json.Unmarshal([]byte(c.Result(t)), &outs[n]))
 	}
 	require.Equal(t, withoutReplayed(outs[0]), withoutReplayed(outs[1]), "the two processes returned different outcomes")
 	out := outs[0]
 
-	entries := scanPrefix(t, j, sharedExec+"/")
+	entries := crashtest.ScanPrefix(t, j, sharedExec+"/")
 	attempts := readSharedLog(t, logPath)
 	// checkAttempts checks the attempts of branch k and that outcome is one
 	// of theirs, and returns how many processes ran it.
@@ -466,22 +467,22 @@ func TestProcessResumesKilledProcess(t *testing.T) {
 			deadline := time.Now().Add(time.Minute)
 			for linesOfTag(logPath, "A") < hang+sharedCap {
 				select {
-				case <-a.done:
-					a.fatal(t, "A exited before it hung")
+				case <-a.Done():
+					a.Fatalf(t, "A exited before it hung")
 				default:
 				}
 				if time.Now().After(deadline) {
-					a.fatal(t, "A did not reach its hanging steps within a minute")
+					a.Fatalf(t, "A did not reach its hanging steps within a minute")
 				}
 				time.Sleep(time.Millisecond)
 			}
 			time.Sleep(time.Duration(rng.Int64N(int64(5 * time.Millisecond))))
-			a.kill()
+			a.Kill()
 			a.wait(t)
-			require.True(t, a.wasKilled(), "A ended before it was killed")
+			require.True(t, a.WasKilled(), "A ended before it was killed")
 
 			prefix := sharedExec + "/s/"
-			left := scanPrefix(t, j, prefix)
+			left := crashtest.ScanPrefix(t, j, prefix)
 			want := []string{prefix + "!h"}
 			for i := range hang {
 				want = append(want, prefix+stepName(i))
@@ -491,9 +492,9 @@ func TestProcessResumesKilledProcess(t *testing.T) {
 			b := startShared(t, "resume", "B", table, logPath, env...)
 			b.wait(t)
 			var out settleOutcome
-			require.NoError(t, json.Unmarshal([]byte(b.result(t)), &out))
+			require.NoError(t, json.Unmarshal([]byte(b.Result(t)), &out))
 
-			final := scanPrefix(t, j, prefix)
+			final := crashtest.ScanPrefix(t, j, prefix)
 			for k, v := range left {
 				require.Equal(t, v, final[k], "B changed or lost %q", k)
 			}
@@ -558,11 +559,11 @@ func TestProcessesShareRace(t *testing.T) {
 	waitAll(t, children...)
 	outs := make([][]string, len(tags))
 	for n, c := range children {
-		require.NoError(t, json.Unmarshal([]byte(c.result(t)), &outs[n]))
+		require.NoError(t, json.Unmarshal([]byte(c.Result(t)), &outs[n]))
 	}
 	require.Equal(t, outs[0], outs[1], "the two processes returned different winners")
 
-	entries := scanPrefix(t, j, sharedExec+"/")
+	entries := crashtest.ScanPrefix(t, j, sharedExec+"/")
 	attempts := readSharedLog(t, logPath)
 	wins := map[string]int{}
 	for round, v := range outs[0] {

@@ -9,17 +9,16 @@ import (
 // use. It survives nothing, so it is meant for tests, for retries inside one
 // process, and for sharing one execution between goroutines.
 //
-// The zero value is not ready to use; call [NewMemory].
+// The zero value is an empty journal ready to use.
 type Memory struct {
-	mu sync.RWMutex
-	m  map[string][]byte
+	m sync.Map // string → []byte, never changed once stored
 }
 
 var _ Journal = (*Memory)(nil)
 
 // NewMemory returns an empty in-memory journal.
 func NewMemory() *Memory {
-	return &Memory{m: make(map[string][]byte)}
+	return &Memory{}
 }
 
 // Get implements [Journal]. The returned slice is the caller's to keep.
@@ -27,13 +26,11 @@ func (m *Memory) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
-	m.mu.RLock()
-	v, ok := m.m[key]
-	m.mu.RUnlock()
+	v, ok := m.m.Load(key)
 	if !ok {
 		return nil, false, nil
 	}
-	return clone(v), true, nil
+	return clone(v.([]byte)), true, nil
 }
 
 // Put implements [Journal]. It keeps its own copy of value.
@@ -41,21 +38,8 @@ func (m *Memory) Put(ctx context.Context, key string, value []byte) ([]byte, err
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	v, ok := m.m[key]
-	if !ok {
-		v = clone(value)
-		m.m[key] = v
-	}
-	m.mu.Unlock()
-	return clone(v), nil
-}
-
-// Len reports how many keys the journal holds.
-func (m *Memory) Len() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return len(m.m)
+	v, _ := m.m.LoadOrStore(key, clone(value))
+	return clone(v.([]byte)), nil
 }
 
 func clone(b []byte) []byte {

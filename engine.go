@@ -8,7 +8,6 @@ import (
 	"math/bits"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -458,7 +457,7 @@ func (b *batch[T]) open(ctx context.Context, final bool) (*record, error) {
 	if head == nil {
 		var mine bool
 		// Branches named by index need no names in the head: the count says it all.
-		head, mine, err = b.sc.put(ctx, headKey, newHead(b.start, b.n, b.nameOf, b.digestOf == nil))
+		head, mine, err = b.sc.put(ctx, headKey, newHead(b.start, b.n, b.headNames()))
 		if err != nil {
 			return nil, err
 		}
@@ -469,7 +468,7 @@ func (b *batch[T]) open(ctx context.Context, final bool) (*record, error) {
 	if err := checkKind(headKey, head, kindHead); err != nil {
 		return nil, err
 	}
-	if d := diffHead(head, b.n, b.nameOf); d != "" {
+	if d := diffHead(head, b.n, b.headNames()); d != "" {
 		return nil, fmt.Errorf("%w: %s %q: %s", ErrNondeterministic, b.kind, b.name, d)
 	}
 	b.start = time.Unix(0, head.start)
@@ -711,9 +710,18 @@ func (b *batch[T]) replay(ctx context.Context, dec *record) error {
 	return nil
 }
 
+// headNames names the branches in the head, or is nil for a batch named by
+// index, whose head holds only the count.
+func (b *batch[T]) headNames() func(int) string {
+	if b.digestOf != nil {
+		return nil
+	}
+	return b.nameOf
+}
+
 // reorder maps a branch's index in the journaled head to its index now.
 func (b *batch[T]) reorder() (func(int) int, error) {
-	if b.head == nil || b.head.order == orderDigest(b.n, b.nameOf) {
+	if b.head == nil || b.digestOf != nil || b.head.order == orderDigest(b.n, b.nameOf) {
 		return func(j int) int { return j }, nil
 	}
 	if len(b.head.names) != b.n {
@@ -741,22 +749,8 @@ func (b *batch[T]) reorder() (func(int) int, error) {
 // a hash cheap enough for every branch.
 func itemDigest[I any](item I) string {
 	var buf [64]byte
-	var data []byte
-	switch v := any(item).(type) { // does not escape: no allocation
-	case string:
-		if safeJSONString(v) {
-			data = append(append(append(buf[:0], '"'), v...), '"')
-		}
-	case int:
-		data = strconv.AppendInt(buf[:0], int64(v), 10)
-	case int64:
-		data = strconv.AppendInt(buf[:0], v, 10)
-	case int32:
-		data = strconv.AppendInt(buf[:0], int64(v), 10)
-	case uint64:
-		data = strconv.AppendUint(buf[:0], v, 10)
-	}
-	if data == nil {
+	data, ok := appendScalarJSON(buf[:0], item)
+	if !ok {
 		var err error
 		data, err = encodeValue(item) // a panicking MarshalJSON is an error too
 		if err != nil {
@@ -781,16 +775,4 @@ func fnv128a(data []byte) (hi, lo uint64) {
 		hi, lo = h, l
 	}
 	return hi, lo
-}
-
-// safeJSONString reports whether encoding/json writes s as itself in quotes:
-// printable ASCII without the characters it escapes.
-func safeJSONString(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
 }

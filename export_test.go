@@ -16,3 +16,13 @@ var EscapeName = escapeName
 
 // ItemDigest is the digest journaled with a FanOut item.
 func ItemDigest(item any) string { return itemDigest(item) }
+
+// EncodeValue is how a branch's value is journaled.
+func EncodeValue[T any](v T) ([]byte, error) { return encodeValue(v) }
+
+// DecodeScalar is the decoder's fast path: ok is false when it leaves data to
+// encoding/json.
+func DecodeScalar[T any](data []byte) (v T, ok bool) {
+	ok = scalarFromJSON(data, &v)
+	return v, ok
+}

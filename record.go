@@ -320,10 +320,15 @@ func orderDigest(n int, name func(int) string) [32]byte {
 	return d
 }
 
-func newHead(start time.Time, n int, name func(int) string, withNames bool) *record {
-	r := &record{kind: kindHead, start: start.UnixNano(), count: n,
-		digest: nameDigest(n, name), order: orderDigest(n, name)}
-	if withNames && n <= maxNamesInHead {
+// newHead is the head of a batch of n branches. A nil name means branches named
+// by their index: the count says it all, and the digests stay zero.
+func newHead(start time.Time, n int, name func(int) string) *record {
+	r := &record{kind: kindHead, start: start.UnixNano(), count: n}
+	if name == nil {
+		return r
+	}
+	r.digest, r.order = nameDigest(n, name), orderDigest(n, name)
+	if n <= maxNamesInHead {
 		r.names = make([]string, n)
 		for i := range n {
 			r.names[i] = name(i)
@@ -335,6 +340,15 @@ func newHead(start time.Time, n int, name func(int) string, withNames bool) *rec
 // diffHead explains how the branch set asked for differs from a journaled head,
 // or returns "" when they agree.
 func diffHead(h *record, n int, name func(int) string) string {
+	if name == nil { // named by index
+		switch {
+		case h.digest != [32]byte{}:
+			return "the journal holds branches named by key, the code names them by index"
+		case h.count != n:
+			return fmt.Sprintf("the journal holds %d branches, the code asks for %d", h.count, n)
+		}
+		return ""
+	}
 	if h.count == n && h.digest == nameDigest(n, name) {
 		return ""
 	}

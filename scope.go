@@ -2,10 +2,8 @@ package durable
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"strconv"
 	"sync"
 
@@ -141,21 +139,6 @@ func (s *scope) put(ctx context.Context, key string, r *record) (*record, bool, 
 		return nil, false, fmt.Errorf("durable: journal key %q: %w", key, err)
 	}
 	return got, false, nil
-}
-
-// decodeValue decodes a journaled success into a T. A panic in an UnmarshalJSON
-// method is returned as a *PanicError: decoding runs on branch goroutines too.
-func decodeValue[T any](key string, r *record) (v T, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			var zero T
-			v, err = zero, fmt.Errorf("durable: journal key %q: decode the value: %w", key, &PanicError{Value: p, Stack: debug.Stack()})
-		}
-	}()
-	if jerr := json.Unmarshal(r.value, &v); jerr != nil {
-		return v, fmt.Errorf("durable: journal key %q: %w: value: %v", key, errCorrupt, jerr)
-	}
-	return v, nil
 }
 
 // checkKind reports a record of the wrong kind under key.

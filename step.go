@@ -2,10 +2,8 @@ package durable
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime/debug"
 )
 
 // Step is a named unit of work. The name is its identity in the journal: stable
@@ -111,16 +109,4 @@ func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, i
 	}
 	v, ferr, jerr := outcome[T](key, stored)
 	return v, ferr, jerr
-}
-
-// encodeValue is json.Marshal, with a panic in a MarshalJSON method returned as
-// a *PanicError: it runs on a branch's goroutine, where a panic would end the
-// process.
-func encodeValue(v any) (b []byte, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Value: r, Stack: debug.Stack()}
-		}
-	}()
-	return json.Marshal(v)
 }

@@ -1,0 +1,170 @@
+package durable
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Values are journaled as their encoding/json form. Integers, booleans and
+// plain ASCII strings, the most common results, skip the encoder and the
+// decoder: the bytes written and the values read back are exactly what
+// encoding/json would give, without its reflection and deep stacks.
+
+// encodeValue is json.Marshal, with a panic in a MarshalJSON method returned as
+// a *PanicError: it runs on a branch's goroutine, outside the branch's recover.
+func encodeValue[T any](v T) (b []byte, err error) {
+	if b, ok := appendScalarJSON(nil, v); ok {
+		return b, nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return json.Marshal(v)
+}
+
+// decodeValue decodes a journaled success into a T. A panic in an UnmarshalJSON
+// method is an error, as in encodeValue.
+func decodeValue[T any](key string, r *record) (v T, err error) {
+	if scalarFromJSON(r.value, &v) {
+		return v, nil
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			var zero T
+			v, err = zero, fmt.Errorf("durable: journal key %q: decode the value: %w", key, &PanicError{Value: p, Stack: debug.Stack()})
+		}
+	}()
+	if jerr := json.Unmarshal(r.value, &v); jerr != nil {
+		return v, fmt.Errorf("durable: journal key %q: %w: value: %v", key, errCorrupt, jerr)
+	}
+	return v, nil
+}
+
+// appendScalarJSON appends the JSON encoding of v when v is an integer, a
+// boolean or a plain ASCII string (not a named type, which may have its own
+// MarshalJSON), and reports whether it did.
+func appendScalarJSON[T any](dst []byte, v T) ([]byte, bool) {
+	switch x := any(v).(type) { // does not escape: no allocation
+	case int:
+		return strconv.AppendInt(dst, int64(x), 10), true
+	case int64:
+		return strconv.AppendInt(dst, x, 10), true
+	case int32:
+		return strconv.AppendInt(dst, int64(x), 10), true
+	case uint:
+		return strconv.AppendUint(dst, uint64(x), 10), true
+	case uint64:
+		return strconv.AppendUint(dst, x, 10), true
+	case uint32:
+		return strconv.AppendUint(dst, uint64(x), 10), true
+	case bool:
+		return strconv.AppendBool(dst, x), true
+	case string:
+		if plainJSONString(x) {
+			dst = append(dst, '"')
+			dst = append(dst, x...)
+			return append(dst, '"'), true
+		}
+	}
+	return dst, false
+}
+
+// scalarFromJSON decodes data into *p when p points to an integer, a boolean or
+// a string and data is the plain form appendScalarJSON writes, and reports
+// whether it did; anything else is left to encoding/json.
+func scalarFromJSON[T any](data []byte, p *T) bool {
+	switch q := any(p).(type) {
+	case *int:
+		n, ok := jsonInt(data, strconv.IntSize)
+		*q = int(n)
+		return ok
+	case *int64:
+		n, ok := jsonInt(data, 64)
+		*q = n
+		return ok
+	case *int32:
+		n, ok := jsonInt(data, 32)
+		*q = int32(n)
+		return ok
+	case *uint:
+		n, ok := jsonUint(data, strconv.IntSize)
+		*q = uint(n)
+		return ok
+	case *uint64:
+		n, ok := jsonUint(data, 64)
+		*q = n
+		return ok
+	case *uint32:
+		n, ok := jsonUint(data, 32)
+		*q = uint32(n)
+		return ok
+	case *bool:
+		switch string(data) {
+		case "true":
+			*q = true
+			return true
+		case "false":
+			*q = false
+			return true
+		}
+	case *string:
+		if len(data) >= 2 && data[0] == '"' && data[len(data)-1] == '"' && plainJSONString(string(data[1:len(data)-1])) {
+			*q = string(data[1 : len(data)-1])
+			return true
+		}
+	}
+	return false
+}
+
+// jsonInt parses data when it is a JSON integer (no '+', no leading zeros)
+// that fits in bits.
+func jsonInt(data []byte, bits int) (int64, bool) {
+	digits := data
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if !jsonDigits(digits) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(data), 10, bits)
+	return n, err == nil
+}
+
+// jsonUint parses data when it is a non-negative JSON integer that fits in bits.
+func jsonUint(data []byte, bits int) (uint64, bool) {
+	if !jsonDigits(data) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(data), 10, bits)
+	return n, err == nil
+}
+
+func jsonDigits(d []byte) bool {
+	if len(d) == 0 || len(d) > 1 && d[0] == '0' {
+		return false
+	}
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// plainJSONString reports whether encoding/json writes s as itself in quotes,
+// and reads it back unchanged: printable ASCII without the characters it
+// escapes ('"', '\\', and, for HTML safety, '<', '>', '&').
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= utf8.RuneSelf || c == 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}

@@ -101,8 +101,7 @@ func (r *record) encode() []byte {
 			b = appendString(b, n)
 		}
 	case kindSuccess:
-		b = binary.AppendUvarint(b, r.seq)
-		b = appendString(b, r.itemDigest)
+		b = appendSuccessHead(b[:0], r.seq, r.itemDigest)
 		b = append(b, r.value...)
 	case kindFailure:
 		b = binary.AppendUvarint(b, r.seq)
@@ -124,6 +123,13 @@ func (r *record) encode() []byte {
 		}
 	}
 	return b
+}
+
+// appendSuccessHead appends a success record up to its value, which follows.
+func appendSuccessHead(b []byte, seq uint64, itemDigest string) []byte {
+	b = append(b, recordVersion, kindSuccess)
+	b = binary.AppendUvarint(b, seq)
+	return appendString(b, itemDigest)
 }
 
 func appendString(b []byte, s string) []byte {

@@ -160,6 +160,6 @@ func outcome[T any](key string, r *record) (T, error, error) {
 	if r.kind == kindFailure {
 		return zero, Permanent(&replayedError{typeName: r.typeName, msg: r.msg}), nil
 	}
-	v, err := decodeValue[T](key, r)
+	v, err := decodeValue[T](key, r.value)
 	return v, nil, err
 }

@@ -86,11 +86,27 @@ func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, i
 	var rec *record
 	switch {
 	case err == nil:
-		b, merr := encodeValue(v)
+		// The record is built in one buffer, without a record value: this is
+		// every journaled branch's path.
+		b := appendSuccessHead(make([]byte, 0, 48), seq, itemDigest)
+		head := len(b)
+		b, merr := appendValue(b, v)
 		if merr != nil {
 			return zero, fmt.Errorf("durable: encode the result of %q: %w", key, merr), nil
 		}
-		rec = &record{kind: kindSuccess, seq: seq, itemDigest: itemDigest, value: b}
+		stored, jerr := sc.j.Put(ctx, key, b)
+		if jerr != nil {
+			return zero, nil, fmt.Errorf("durable: journal put %q: %w", key, jerr)
+		}
+		if string(stored) == string(b) { // this write won: decode what was stored
+			v, jerr := decodeValue[T](key, b[head:])
+			return v, nil, jerr
+		}
+		r, jerr := decodeRecord(stored)
+		if jerr != nil {
+			return zero, nil, fmt.Errorf("durable: journal key %q: %w", key, jerr)
+		}
+		return storedOutcome[T](key, itemDigest, r)
 	default:
 		if !permanent(err) {
 			return zero, err, nil
@@ -104,9 +120,14 @@ func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, i
 	if mine && stored.kind == kindFailure {
 		return zero, err, nil // the live error itself, with its type
 	}
+	return storedOutcome[T](key, itemDigest, stored)
+}
+
+// storedOutcome is the outcome another writer stored under key first.
+func storedOutcome[T any](key, itemDigest string, stored *record) (T, error, error) {
 	if stored.itemDigest != itemDigest {
+		var zero T
 		return zero, nil, fmt.Errorf("durable: journal key %q: %w: it holds the result of another item", key, ErrNondeterministic)
 	}
-	v, ferr, jerr := outcome[T](key, stored)
-	return v, ferr, jerr
+	return outcome[T](key, stored)
 }

@@ -15,8 +15,11 @@ import (
 
 // encodeValue is json.Marshal, with a panic in a MarshalJSON method returned as
 // a *PanicError: it runs on a branch's goroutine, outside the branch's recover.
-func encodeValue[T any](v T) (b []byte, err error) {
-	if b, ok := appendScalarJSON(nil, v); ok {
+func encodeValue[T any](v T) ([]byte, error) { return appendValue(nil, v) }
+
+// appendValue appends the JSON encoding of v to dst, as encodeValue.
+func appendValue[T any](dst []byte, v T) (b []byte, err error) {
+	if b, ok := appendScalarJSON(dst, v); ok {
 		return b, nil
 	}
 	defer func() {
@@ -24,22 +27,34 @@ func encodeValue[T any](v T) (b []byte, err error) {
 			err = &PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
-	return json.Marshal(v)
+	js, err := json.Marshal(v)
+	return append(dst, js...), err
 }
 
-// decodeValue decodes a journaled success into a T. A panic in an UnmarshalJSON
-// method is an error, as in encodeValue.
-func decodeValue[T any](key string, r *record) (v T, err error) {
-	if scalarFromJSON(r.value, &v) {
+// decodeValue decodes a journaled success's value into a T. A panic in an
+// UnmarshalJSON method is an error, as in encodeValue.
+func decodeValue[T any](key string, data []byte) (T, error) {
+	if v, ok := decodeScalar[T](data); ok {
 		return v, nil
 	}
+	return decodeJSON[T](key, data)
+}
+
+// decodeScalar is scalarFromJSON into a variable of its own, which stays on the
+// stack: decodeJSON's escapes to the heap.
+func decodeScalar[T any](data []byte) (v T, ok bool) {
+	ok = scalarFromJSON(data, &v)
+	return v, ok
+}
+
+func decodeJSON[T any](key string, data []byte) (v T, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			var zero T
 			v, err = zero, fmt.Errorf("durable: journal key %q: decode the value: %w", key, &PanicError{Value: p, Stack: debug.Stack()})
 		}
 	}()
-	if jerr := json.Unmarshal(r.value, &v); jerr != nil {
+	if jerr := json.Unmarshal(data, &v); jerr != nil {
 		return v, fmt.Errorf("durable: journal key %q: %w: value: %v", key, errCorrupt, jerr)
 	}
 	return v, nil

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"hash/maphash"
 	"sync"
 )
 
@@ -9,16 +10,35 @@ import (
 // use. It survives nothing, so it is meant for tests, for retries inside one
 // process, and for sharing one execution between goroutines.
 //
-// The zero value is an empty journal ready to use.
+// The zero value is not ready to use; call [NewMemory].
 type Memory struct {
-	m sync.Map // string → []byte, never changed once stored
+	seed   maphash.Seed
+	shards [memoryShards]memoryShard
+}
+
+// memoryShards spreads the keys over locks, so that concurrent Puts of
+// different keys seldom wait for one another.
+const memoryShards = 32
+
+type memoryShard struct {
+	mu sync.RWMutex
+	m  map[string][]byte // never changed once stored
+	_  [32]byte          // keep neighbouring shards' locks off one cache line
 }
 
 var _ Journal = (*Memory)(nil)
 
 // NewMemory returns an empty in-memory journal.
 func NewMemory() *Memory {
-	return &Memory{}
+	m := &Memory{seed: maphash.MakeSeed()}
+	for i := range m.shards {
+		m.shards[i].m = make(map[string][]byte)
+	}
+	return m
+}
+
+func (m *Memory) shard(key string) *memoryShard {
+	return &m.shards[maphash.String(m.seed, key)%memoryShards]
 }
 
 // Get implements [Journal]. The returned slice is the caller's to keep.
@@ -26,11 +46,14 @@ func (m *Memory) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
-	v, ok := m.m.Load(key)
+	s := m.shard(key)
+	s.mu.RLock()
+	v, ok := s.m[key]
+	s.mu.RUnlock()
 	if !ok {
 		return nil, false, nil
 	}
-	return clone(v.([]byte)), true, nil
+	return clone(v), true, nil
 }
 
 // Put implements [Journal]. It keeps its own copy of value.
@@ -38,8 +61,15 @@ func (m *Memory) Put(ctx context.Context, key string, value []byte) ([]byte, err
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	v, _ := m.m.LoadOrStore(key, clone(value))
-	return clone(v.([]byte)), nil
+	s := m.shard(key)
+	s.mu.Lock()
+	v, ok := s.m[key]
+	if !ok {
+		v = clone(value)
+		s.m[key] = v
+	}
+	s.mu.Unlock()
+	return clone(v), nil
 }
 
 func clone(b []byte) []byte {

@@ -371,7 +371,7 @@ func (d *demo) dieHere(id string) bool {
 	fmt.Fprintf(d.out, "\nKILLED: os.Exit(3) in %s, after its charge and before its reservation.\n", id)
 	fmt.Fprintf(d.out, "%d orders had finished; their steps are in the journal, and so is the\n", d.finished)
 	fmt.Fprintf(d.out, "charge of %s. %s\n", id, inFlight)
-	fmt.Fprintf(d.out, "Run `go run .` to resume.\n")
+	fmt.Fprintf(d.out, "The next run of the job resumes from the journal.\n")
 	return true
 }
 

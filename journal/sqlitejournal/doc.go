@@ -65,6 +65,8 @@
 // [WithMaxWait] lets the committer wait a little for a batch to fill;
 // [WithGroupCommit](false) gives every Put its own transaction instead.
 //
+// The committer writes a batch with a few multi-row INSERTs (chunks of up to 32
+// rows) and reads values back only from chunks where a key was already taken.
 // Within a batch, Puts are written in the order they were queued: of two Puts
 // of one key, the first wins, and both callers get its value. A Put that fails
 // in the database (a trigger, say) fails alone: its transaction is rolled

@@ -60,6 +60,15 @@ type Journal struct {
 	quit   chan struct{} // closed by Close
 	exited chan struct{} // closed by the committer as it returns
 
+	// The committer's own: its multi-row INSERTs (rows[k] writes 1<<k rows),
+	// prepared on w when first needed, and buffers reused from batch to batch.
+	rows   [maxRowsLog + 1]*sql.Stmt
+	seen   map[string]int
+	firsts []*request
+	dup    []int
+	sizes  []int
+	args   []any
+
 	begun atomic.Int64 // batch transactions begun by the committer, for tests
 	txs   atomic.Int64 // write transactions committed, for tests
 }
@@ -203,7 +212,8 @@ func (j *Journal) Close() error {
 
 func (j *Journal) closeDB() error {
 	var errs []error
-	for _, s := range []*sql.Stmt{j.insert, j.readBack, j.get, j.scanFrom, j.scanBetween} {
+	stmts := append([]*sql.Stmt{j.insert, j.readBack, j.get, j.scanFrom, j.scanBetween}, j.rows[:]...)
+	for _, s := range stmts {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}

@@ -396,6 +396,60 @@ func TestGroupCommitMaxWait(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// TestGroupCommitBatchOutcomes writes, in one batch, new keys, keys stored
+// before and a key queued twice, and checks what each Put returns.
+func TestGroupCommitBatchOutcomes(t *testing.T) {
+	path := tempPath(t)
+	j := openAt(t, path, sqlitejournal.WithBusyTimeout(time.Minute))
+	other := openAt(t, path, sqlitejournal.WithGroupCommit(false))
+	for i := range 3 {
+		_, err := other.Put(bg, fmt.Sprint("old", i), []byte("before"))
+		require.NoError(t, err)
+	}
+	require.NoError(t, other.Close())
+	release, first := blockCommitter(t, j, path)
+
+	type put struct{ key, value, want string }
+	puts := []put{
+		{"new0", "v0", "v0"},
+		{"old0", "v1", "before"},
+		{"twice", "first", "first"},
+		{"new1", "v3", "v3"},
+		{"old1", "", "before"},
+		{"twice", "second", "first"},
+		{"old2", "v6", "before"},
+		{"empty", "", ""},
+	}
+	for i := range 40 { // more than one chunk
+		k := fmt.Sprint("many", i)
+		puts = append(puts, put{k, k, k})
+	}
+	got := make([][]byte, len(puts))
+	errs := make([]error, len(puts))
+	var wg sync.WaitGroup
+	for i, p := range puts {
+		wg.Go(func() { got[i], errs[i] = j.Put(bg, p.key, []byte(p.value)) })
+		// Queue them in order: of the two Puts of "twice", the first wins.
+		require.Eventually(t, func() bool { return sqlitejournal.Queued(j) == i+1 }, 10*time.Second, time.Millisecond)
+	}
+	release()
+	require.NoError(t, <-first)
+	wg.Wait()
+	for i, p := range puts {
+		require.NoError(t, errs[i], p.key)
+		require.NotNil(t, got[i], p.key)
+		require.Equal(t, p.want, string(got[i]), p.key)
+		v, ok, err := j.Get(bg, p.key)
+		require.NoError(t, err)
+		require.True(t, ok, p.key)
+		require.Equal(t, p.want, string(v), p.key)
+	}
+	got[2][0] = 'X' // each caller's slice is its own
+	require.Equal(t, "first", string(got[5]))
+	// The first Put, then the batch in one transaction.
+	require.Equal(t, int64(1+1), sqlitejournal.Transactions(j))
+}
+
 func TestGroupCommitOneFailingPut(t *testing.T) {
 	path := tempPath(t)
 	j := openAt(t, path, sqlitejournal.WithBusyTimeout(time.Minute))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/bits"
+	"strings"
 	"time"
 
 	"github.com/durable-go/durable/journal"
@@ -235,6 +237,22 @@ func (j *Journal) commitBatch(batch []*request) {
 			live = append(live, r)
 		}
 	}
+	if len(live) == 0 {
+		return
+	}
+	switch ok, err := j.commitRows(live); {
+	case ok:
+		for _, r := range live {
+			r.reply <- result{stored: r.stored}
+		}
+		return
+	case err != nil:
+		for _, r := range live {
+			r.reply <- result{err: err}
+		}
+		return
+	}
+	// An INSERT failed: write the Puts one by one to find the one at fault.
 	for len(live) > 0 {
 		bad, err := j.commitOnce(live)
 		switch {
@@ -253,6 +271,150 @@ func (j *Journal) commitBatch(batch []*request) {
 			live = append(live[:bad], live[bad+1:]...)
 		}
 	}
+}
+
+// One multi-row INSERT writes at most 1<<maxRowsLog rows. The driver matches
+// each parameter to its argument by a linear search, so a statement's cost
+// grows with the square of its parameters: past a few dozen rows, a larger
+// statement costs more per row, not less.
+const maxRowsLog = 5
+
+// insertRowsSQL returns an INSERT of n rows, each with its key, value and
+// created_at. The parameters are anonymous: the driver looks a numbered
+// one's name up, and allocates, every time it binds it.
+func insertRowsSQL(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO durable_journal (key, value, created_at) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`(?, ?, ?)`)
+	}
+	b.WriteString(` ON CONFLICT (key) DO NOTHING`)
+	return b.String()
+}
+
+// insertRows returns the committer's prepared INSERT of 1<<k rows, preparing
+// it on first use. It must be called outside a transaction: the writer has
+// one connection.
+func (j *Journal) insertRows(ctx context.Context, k int) (*sql.Stmt, error) {
+	if j.rows[k] == nil {
+		s, err := j.w.PrepareContext(ctx, insertRowsSQL(1<<k))
+		if err != nil {
+			return nil, err
+		}
+		j.rows[k] = s
+	}
+	return j.rows[k], nil
+}
+
+// commitRows writes reqs in one transaction with as few statements as it
+// can: one multi-row INSERT per chunk of distinct keys, chunks of 1<<k rows
+// (a batch of 100 is 64+32+4), so a few prepared statements serve every batch
+// size. A chunk that inserted all its rows needs no read-back. The first Put
+// of a key in reqs is the one written; later ones get its outcome.
+//
+// ok is false, with the transaction rolled back, when an INSERT failed: the
+// caller then writes reqs one by one with commitOnce, to find the Put at fault.
+// err without ok reports a failure of the transaction itself.
+func (j *Journal) commitRows(reqs []*request) (ok bool, err error) {
+	ctx := context.Background()
+	// Distinct keys, in queue order; dup[i] is the index of the first Put of
+	// reqs[i]'s key, or -1 when reqs[i] is that first Put.
+	firsts, dup := j.firsts[:0], j.dup[:0]
+	if j.seen == nil {
+		j.seen = make(map[string]int)
+	}
+	clear(j.seen)
+	for i, r := range reqs {
+		if f, ok := j.seen[r.key]; ok {
+			dup = append(dup, f)
+			continue
+		}
+		j.seen[r.key] = i
+		dup = append(dup, -1)
+		firsts = append(firsts, r)
+	}
+	j.firsts, j.dup = firsts, dup
+	defer clear(j.firsts) // drop the requests, for the garbage collector
+
+	// The chunk sizes, largest first, and their statements, prepared before
+	// the transaction begins.
+	sizes := j.sizes[:0]
+	for n := len(firsts); n > 0; {
+		k := min(bits.Len(uint(n))-1, maxRowsLog)
+		sizes = append(sizes, k)
+		n -= 1 << k
+	}
+	j.sizes = sizes
+	for _, k := range sizes {
+		if _, err := j.insertRows(ctx, k); err != nil {
+			return false, nil // commitOnce will meet the error, if it lasts
+		}
+	}
+
+	j.begun.Add(1)
+	tx, err := j.w.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	now := time.Now().UnixMilli()
+	args := j.args[:0]
+	readBack := tx.StmtContext(ctx, j.readBack)
+	write := func(stmt *sql.Stmt, chunk []*request) error {
+		args = args[:0]
+		for _, r := range chunk {
+			args = append(args, blob(r.key), r.value, now)
+		}
+		res, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if int(n) == len(chunk) {
+			for _, r := range chunk {
+				r.stored = r.value
+			}
+			return nil
+		}
+		// Some keys were taken by earlier transactions: read back what
+		// each key of the chunk holds. The write lock is held, so it cannot
+		// change.
+		for _, r := range chunk {
+			if err := readBack.QueryRowContext(ctx, blob(r.key)).Scan(&r.stored); err != nil {
+				return err
+			}
+			r.stored = nonNil(r.stored)
+		}
+		return nil
+	}
+	rest := firsts
+	for _, k := range sizes {
+		if err = write(j.rows[k], rest[:1<<k]); err != nil {
+			break
+		}
+		rest = rest[1<<k:]
+	}
+	clear(args)
+	j.args = args[:0]
+	if err != nil {
+		_ = tx.Rollback()
+		return false, nil
+	}
+	if err := tx.Commit(); err != nil {
+		return false, err
+	}
+	j.txs.Add(1)
+	for i, r := range reqs {
+		if f := dup[i]; f >= 0 {
+			r.stored = append([]byte{}, reqs[f].stored...) // a slice of its own
+		}
+	}
+	return true, nil
 }
 
 // commitOnce writes reqs in one transaction, setting each one's stored value.

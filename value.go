@@ -95,29 +95,17 @@ func appendScalarJSON[T any](dst []byte, v T) ([]byte, bool) {
 func scalarFromJSON[T any](data []byte, p *T) bool {
 	switch q := any(p).(type) {
 	case *int:
-		n, ok := jsonInt(data, strconv.IntSize)
-		*q = int(n)
-		return ok
+		return setInt(data, q, strconv.IntSize)
 	case *int64:
-		n, ok := jsonInt(data, 64)
-		*q = n
-		return ok
+		return setInt(data, q, 64)
 	case *int32:
-		n, ok := jsonInt(data, 32)
-		*q = int32(n)
-		return ok
+		return setInt(data, q, 32)
 	case *uint:
-		n, ok := jsonUint(data, strconv.IntSize)
-		*q = uint(n)
-		return ok
+		return setUint(data, q, strconv.IntSize)
 	case *uint64:
-		n, ok := jsonUint(data, 64)
-		*q = n
-		return ok
+		return setUint(data, q, 64)
 	case *uint32:
-		n, ok := jsonUint(data, 32)
-		*q = uint32(n)
-		return ok
+		return setUint(data, q, 32)
 	case *bool:
 		switch string(data) {
 		case "true":
@@ -134,6 +122,18 @@ func scalarFromJSON[T any](data []byte, p *T) bool {
 		}
 	}
 	return false
+}
+
+func setInt[N int | int64 | int32](data []byte, q *N, bits int) bool {
+	n, ok := jsonInt(data, bits)
+	*q = N(n)
+	return ok
+}
+
+func setUint[N uint | uint64 | uint32](data []byte, q *N, bits int) bool {
+	n, ok := jsonUint(data, bits)
+	*q = N(n)
+	return ok
 }
 
 // jsonInt parses data when it is a JSON integer (no '+', no leading zeros)

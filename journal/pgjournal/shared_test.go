@@ -18,6 +18,7 @@ import (
 
 	"github.com/durable-go/durable"
 	"github.com/durable-go/durable/internal/crashtest"
+	"github.com/durable-go/durable/journal/pgjournal"
 )
 
 // These tests run several worker processes (this test binary, running
@@ -313,6 +314,25 @@ func readSharedLog(t *testing.T, logPath string) map[string][]attempt {
 
 // startShared starts a worker process of mode as process tag, on table and
 // logPath, with env added.
+// startPair starts two child processes, "p0" and "p1", in mode on one new
+// table and execution, child n with env(n) added, and returns what they share.
+func startPair(t *testing.T, mode string, env func(n int) []string) (j *pgjournal.Journal, logPath string, tags []string, children []*child) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs child processes; skipped with -short")
+	}
+	databaseURL(t)
+	table := newTable(t)
+	j = openJournal(t, table)
+	logPath = filepath.Join(t.TempDir(), "ran.log")
+	tags = []string{"p0", "p1"}
+	children = make([]*child, len(tags))
+	for n, tag := range tags {
+		children[n] = startShared(t, mode, tag, table, logPath, env(n)...)
+	}
+	return j, logPath, tags, children
+}
+
 func startShared(t *testing.T, mode, tag, table, logPath string, env ...string) *child {
 	return startChild(t, "TestSharedChild", append([]string{
 		childEnv + "=" + mode, childTagEnv + "=" + tag, childTableEnv + "=" + table, childLogEnv + "=" + logPath,
@@ -346,18 +366,7 @@ func requireSuccess(t *testing.T, entries map[string][]byte, key, value string) 
 //   - permanent failures are journaled, other failures are not, and the
 //     Settle's decision is.
 func TestProcessesShareExecution(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs child processes; skipped with -short")
-	}
-	databaseURL(t)
-	table := newTable(t)
-	j := openJournal(t, table)
-	logPath := filepath.Join(t.TempDir(), "ran.log")
-	tags := []string{"p0", "p1"}
-	children := make([]*child, len(tags))
-	for n, tag := range tags {
-		children[n] = startShared(t, "batch", tag, table, logPath)
-	}
+	j, logPath, tags, children := startPair(t, "batch", func(int) []string { return nil })
 	outs := make([]batchOutcome, len(tags))
 	waitAll(t, children...)
 	for n, c := range children {
@@ -544,18 +553,9 @@ func TestProcessResumesKilledProcess(t *testing.T) {
 //
 // and that a later run replays every winner without running anything.
 func TestProcessesShareRace(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs child processes; skipped with -short")
-	}
-	databaseURL(t)
-	table := newTable(t)
-	j := openJournal(t, table)
-	logPath := filepath.Join(t.TempDir(), "ran.log")
-	tags := []string{"p0", "p1"}
-	children := make([]*child, len(tags))
-	for n, tag := range tags {
-		children[n] = startShared(t, "race", tag, table, logPath, childFastEnv+"="+strconv.Itoa(n))
-	}
+	j, logPath, tags, children := startPair(t, "race", func(n int) []string {
+		return []string{childFastEnv + "=" + strconv.Itoa(n)}
+	})
 	waitAll(t, children...)
 	outs := make([][]string, len(tags))
 	for n, c := range children {

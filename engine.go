@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,8 +32,9 @@ import (
 // counted in sequence order: a reorder buffer holds the ones whose checkpoint
 // came back early, so that a resumed run, which counts restored branches by
 // their journaled sequence, reaches the decision the first run would have. A
-// worker whose outcome waits in the buffer exits, and whoever counts it later
-// dispatches a branch in its place.
+// worker whose outcome waits in the buffer blocks; whoever counts its outcome
+// claims the worker's next branch at that moment and hands it over, so the
+// worker, and the stack it has grown, goes on.
 // Outcomes that are not journaled (plain failures, journal errors) are counted
 // at once: no resumed run will see them.
 type batch[T any] struct {
@@ -76,19 +78,32 @@ type batch[T any] struct {
 	failed    int
 	decided   bool
 	reason    Reason
-	decider   int   // the branch whose outcome decided, or -1
-	abort     error // ends the call with an error instead of a result
-	countNext uint64
-	ready     map[uint64]outcomeOf[T]
-	owed      int     // counted outcomes whose workers left: branches to dispatch for them
-	head      *record // the journaled head, when it was there before this run
+	decider   int          // the branch whose outcome decided, or -1
+	abort     error        // ends the call with an error instead of a result
+	countNext uint64       // the sequence number counted next
+	ring      []slotOf[T]  // the reorder buffer: outcomes by sequence number mod len
+	wakeq     []chan<- int // waiting workers whose outcomes drain counted
+	head      *record      // the journaled head, when it was there before this run
 }
 
-type outcomeOf[T any] struct {
+// slotOf holds a checkpointed outcome until the outcomes before it are counted.
+type slotOf[T any] struct {
+	seq  uint64
 	i    int
 	v    T
 	err  error
-	skip bool // counted already: the checkpoint failed
+	full bool
+	skip bool       // nothing to count: the checkpoint failed, or never returned
+	wake chan<- int // the worker waiting for its next branch, if any
+}
+
+// worker is the state of one worker goroutine, read by its deferred exit when
+// the goroutine ends early (runtime.Goexit).
+type worker struct {
+	i             int    // the branch it runs, or -1 once it has none
+	seq           uint64 // the sequence number of the outcome it is checkpointing
+	checkpointing bool
+	wake          chan int // made the first time it waits
 }
 
 // statusRunning marks a dispatched branch; statuses are final once counted.
@@ -111,7 +126,6 @@ func (b *batch[T]) init(ctx context.Context) error {
 	b.sc = scopeOf(ctx)
 	if b.sc != nil {
 		b.replayed = make([]bool, b.n)
-		b.ready = make(map[uint64]outcomeOf[T])
 	}
 	return nil
 }
@@ -224,52 +238,61 @@ func (b *batch[T]) claimLocked() int {
 	}
 }
 
-// dispatchOwed starts a worker for each counted outcome whose worker left.
-// Called with b.mu held.
-func (b *batch[T]) dispatchOwed() {
-	for ; b.owed > 0; b.owed-- {
-		i := b.claimLocked()
-		if i < 0 {
-			b.owed = 0
-			return
-		}
-		b.wg.Add(1)
-		go b.work(i)
+// wake hands each worker whose outcome drain counted its next branch, claimed
+// now, in sequence order. Called with b.mu held.
+func (b *batch[T]) wake() {
+	for k, c := range b.wakeq {
+		c <- b.claimLocked()
+		b.wakeq[k] = nil
 	}
+	b.wakeq = b.wakeq[:0]
 }
 
 // work runs branch i, then every branch it claims after it.
 func (b *batch[T]) work(i int) {
-	defer func() {
-		if i >= 0 { // the branch, or its checkpoint, called runtime.Goexit
-			b.mu.Lock()
-			if s := b.status[i]; s == 0 || s == statusRunning { // step counts a checkpoint's
-				var zero T
-				b.count(i, zero, errGoexit, nil, false)
-			}
-			next := b.claimLocked()
-			b.mu.Unlock()
-			if next >= 0 {
-				b.wg.Add(1)
-				go b.work(next)
-			}
+	w := worker{i: i}
+	defer b.exit(&w)
+	if b.sc != nil {
+		for w.i >= 0 {
+			w.i = b.stepJournaled(&w, w.i)
 		}
-		b.wg.Done()
-	}()
-	for i >= 0 {
-		i = b.step(i)
+		return
 	}
+	for w.i >= 0 {
+		w.i = b.step(w.i)
+	}
+}
+
+// exit ends a worker. When the worker's branch, or its checkpoint, called
+// runtime.Goexit, the branch counts as failed and a new worker takes the
+// goroutine's place.
+func (b *batch[T]) exit(w *worker) {
+	if w.i >= 0 {
+		b.mu.Lock()
+		if w.checkpointing {
+			// Give the sequence number up, so that the outcomes after it are
+			// not held forever.
+			b.park(slotOf[T]{seq: w.seq, skip: true})
+			b.drain()
+		}
+		if s := b.status[w.i]; s == 0 || s == statusRunning {
+			var zero T
+			b.count(w.i, zero, errGoexit, nil, false)
+		}
+		b.wake()
+		next := b.claimLocked()
+		b.mu.Unlock()
+		if next >= 0 {
+			b.wg.Add(1)
+			go b.work(next)
+		}
+	}
+	b.wg.Done()
 }
 
 // step runs branch i and returns the next index this worker should run.
 func (b *batch[T]) step(i int) int {
-	ctx := b.ctx
-	var key string
-	if b.sc != nil {
-		key = b.prefix + escapeName(b.nameOf(i))
-		ctx = b.sc.childContext(ctx, key)
-	}
-	v, err := b.call(ctx, i)
+	v, err := b.call(b.ctx, i)
 	if b.fast && err == nil {
 		select {
 		case <-b.done: // count it under the mutex: it may be too late
@@ -280,60 +303,81 @@ func (b *batch[T]) step(i int) int {
 			return b.claimIndex() // done was just checked
 		}
 	}
-	if b.sc == nil || err != nil && !permanent(err) {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		b.count(i, v, err, nil, false)
-		return b.claimLocked()
+	return b.countNow(i, v, err)
+}
+
+// countNow counts branch i's outcome and claims the next branch.
+func (b *batch[T]) countNow(i int, v T, err error) int {
+	b.mu.Lock()
+	b.count(i, v, err, nil, false)
+	next := b.claimLocked()
+	b.mu.Unlock()
+	return next
+}
+
+// stepJournaled is step in a journaled batch. Every function on the path from
+// the worker's start to the journal's Put keeps a small frame: a worker starts
+// with a small stack, and growing it costs more than a Put into memory.
+func (b *batch[T]) stepJournaled(w *worker, i int) int {
+	key := b.key(i)
+	v, err := b.call(b.sc.childContext(b.ctx, key), i)
+	if err != nil && !permanent(err) {
+		return b.countNow(i, v, err)
 	}
-	seq := b.seq.Add(1) - 1
 	// The outcomes after seq are counted once seq is. If the checkpoint never
-	// returns here (runtime.Goexit in the journal or in a JSON method), seq is
-	// given up so that they are not held forever, and branch i is counted
-	// failed before anything is dispatched for them; work then dispatches in
-	// this worker's place.
-	returned := false
-	defer func() {
-		if !returned {
-			var zero T
-			b.mu.Lock()
-			b.ready[seq] = outcomeOf[T]{skip: true}
-			b.drain()
-			b.count(i, zero, errGoexit, nil, false)
-			b.dispatchOwed()
-			b.mu.Unlock()
-		}
-	}()
+	// returns (runtime.Goexit in the journal or in a JSON method), exit gives
+	// seq up.
+	seq := b.seq.Add(1) - 1
+	w.seq, w.checkpointing = seq, true
 	var digest string
 	if b.digestOf != nil {
 		digest = b.digestOf(i)
 	}
 	v, err, jerr := checkpoint(b.parent, b.sc, key, seq, digest, v, err)
-	returned = true
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	w.checkpointing = false
 	if jerr != nil {
+		b.mu.Lock()
 		b.count(i, v, nil, jerr, false)
-		b.ready[seq] = outcomeOf[T]{skip: true}
+		b.park(slotOf[T]{seq: seq, skip: true})
 		b.drain()
-		b.dispatchOwed()
+		b.wake()
+		b.mu.Unlock()
 		return -1 // the batch has decided
 	}
-	if seq == b.countNext { // next in sequence: no need to park it
-		b.countNext++
-		b.count(i, v, err, nil, false)
-		b.owed++
-	} else {
-		b.ready[seq] = outcomeOf[T]{i: i, v: v, err: err}
+	return b.checkpointed(w, slotOf[T]{seq: seq, i: i, v: v, err: err})
+}
+
+// checkpointed counts a checkpointed outcome in sequence order and returns
+// the worker's next branch: claimed now if the outcome was next in sequence,
+// else claimed by whoever counts it, while this worker waits.
+func (b *batch[T]) checkpointed(w *worker, o slotOf[T]) int {
+	b.mu.Lock()
+	if o.seq != b.countNext {
+		if w.wake == nil {
+			w.wake = make(chan int, 1)
+		}
+		o.wake = w.wake
+		b.park(o)
+		b.mu.Unlock()
+		return <-w.wake
 	}
+	b.countNext++
+	b.count(o.i, o.v, o.err, nil, false)
 	b.drain()
-	next := -1
-	if b.countNext > seq { // counted: this worker dispatches in its own place
-		b.owed--
-		next = b.claimLocked()
-	} // else it leaves, and whoever counts its outcome dispatches for it
-	b.dispatchOwed()
+	next := b.claimLocked() // this worker's own first, as if it had counted alone
+	b.wake()
+	b.mu.Unlock()
 	return next
+}
+
+// key is the journal key of branch i.
+func (b *batch[T]) key(i int) string {
+	if b.digestOf == nil {
+		return b.prefix + escapeName(b.nameOf(i))
+	}
+	// Named by index: one allocation.
+	var buf [64]byte
+	return string(strconv.AppendInt(append(buf[:0], b.prefix...), int64(i), 10))
 }
 
 // call runs the branch function, turning a panic into a *PanicError.
@@ -346,19 +390,45 @@ func (b *batch[T]) call(ctx context.Context, i int) (v T, err error) {
 	return b.fn(ctx, i)
 }
 
-// drain counts the checkpointed outcomes that are next in sequence. Called with
-// b.mu held.
+// park puts o in the reorder buffer. Called with b.mu held.
+//
+// The buffer holds outcomes whose sequence numbers lie in [countNext,
+// countNext+len(ring)), at most one per worker, so that each has a slot of its
+// own; it grows when one would not.
+func (b *batch[T]) park(o slotOf[T]) {
+	o.full = true
+	if d := o.seq - b.countNext; d >= uint64(len(b.ring)) {
+		size := max(16, 2*len(b.ring))
+		for uint64(size) <= d {
+			size *= 2
+		}
+		ring := make([]slotOf[T], size)
+		for _, s := range b.ring {
+			if s.full {
+				ring[s.seq&uint64(size-1)] = s
+			}
+		}
+		b.ring = ring
+	}
+	b.ring[o.seq&uint64(len(b.ring)-1)] = o
+}
+
+// drain counts the parked outcomes that are next in sequence, and queues their
+// waiting workers for wake. Called with b.mu held.
 func (b *batch[T]) drain() {
-	for {
-		o, ok := b.ready[b.countNext]
-		if !ok {
+	for len(b.ring) > 0 {
+		s := &b.ring[b.countNext&uint64(len(b.ring)-1)]
+		if !s.full {
 			return
 		}
-		delete(b.ready, b.countNext)
+		o := *s
+		*s = slotOf[T]{}
 		b.countNext++
 		if !o.skip {
 			b.count(o.i, o.v, o.err, nil, false)
-			b.owed++
+		}
+		if o.wake != nil {
+			b.wakeq = append(b.wakeq, o.wake)
 		}
 	}
 }

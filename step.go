@@ -82,37 +82,37 @@ func checkStep[T any](name string, fn func(context.Context) (T, error)) error {
 // failure, or the success another writer stored first. Plain failures are not
 // journaled. jerr reports a journal failure: then no success is reported.
 func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, itemDigest string, v T, err error) (T, error, error) {
-	var zero T
-	var rec *record
-	switch {
-	case err == nil:
-		// The record is built in one buffer, without a record value: this is
-		// every journaled branch's path.
-		b := appendSuccessHead(make([]byte, 0, 48), seq, itemDigest)
-		head := len(b)
-		b, merr := appendValue(b, v)
-		if merr != nil {
-			return zero, fmt.Errorf("durable: encode the result of %q: %w", key, merr), nil
-		}
-		stored, jerr := sc.j.Put(ctx, key, b)
-		if jerr != nil {
-			return zero, nil, fmt.Errorf("durable: journal put %q: %w", key, jerr)
-		}
-		if string(stored) == string(b) { // this write won: decode what was stored
-			v, jerr := decodeValue[T](key, b[head:])
-			return v, nil, jerr
-		}
-		r, jerr := decodeRecord(stored)
-		if jerr != nil {
-			return zero, nil, fmt.Errorf("durable: journal key %q: %w", key, jerr)
-		}
-		return storedOutcome[T](key, itemDigest, r)
-	default:
-		if !permanent(err) {
-			return zero, err, nil
-		}
-		rec = &record{kind: kindFailure, seq: seq, itemDigest: itemDigest, typeName: typeName(err), msg: err.Error()}
+	if err != nil {
+		return checkpointFailure[T](ctx, sc, key, seq, itemDigest, err)
 	}
+	// Every journaled success takes this path, on a worker's young stack: the
+	// record is built in one buffer, and whatever is rare is done elsewhere,
+	// to keep the frame small.
+	var zero T
+	b := appendSuccessHead(make([]byte, 0, 48), seq, itemDigest)
+	head := len(b)
+	b, merr := appendValue(b, v)
+	if merr != nil {
+		return zero, encodeError(key, merr), nil
+	}
+	stored, jerr := sc.j.Put(ctx, key, b)
+	if jerr != nil {
+		return zero, nil, putError(key, jerr)
+	}
+	if string(stored) != string(b) {
+		return lostSuccess[T](key, itemDigest, stored)
+	}
+	v, jerr = decodeValue[T](key, b[head:]) // what was stored
+	return v, nil, jerr
+}
+
+// checkpointFailure is checkpoint for a failure.
+func checkpointFailure[T any](ctx context.Context, sc *scope, key string, seq uint64, itemDigest string, err error) (T, error, error) {
+	var zero T
+	if !permanent(err) {
+		return zero, err, nil
+	}
+	rec := &record{kind: kindFailure, seq: seq, itemDigest: itemDigest, typeName: typeName(err), msg: err.Error()}
 	stored, mine, jerr := sc.put(ctx, key, rec)
 	if jerr != nil {
 		return zero, nil, jerr
@@ -121,6 +121,28 @@ func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, i
 		return zero, err, nil // the live error itself, with its type
 	}
 	return storedOutcome[T](key, itemDigest, stored)
+}
+
+// lostSuccess is the outcome of a success whose write lost to another writer's.
+//
+//go:noinline
+func lostSuccess[T any](key, itemDigest string, stored []byte) (T, error, error) {
+	r, err := decodeRecord(stored)
+	if err != nil {
+		var zero T
+		return zero, nil, fmt.Errorf("durable: journal key %q: %w", key, err)
+	}
+	return storedOutcome[T](key, itemDigest, r)
+}
+
+//go:noinline
+func encodeError(key string, err error) error {
+	return fmt.Errorf("durable: encode the result of %q: %w", key, err)
+}
+
+//go:noinline
+func putError(key string, err error) error {
+	return fmt.Errorf("durable: journal put %q: %w", key, err)
 }
 
 // storedOutcome is the outcome another writer stored under key first.

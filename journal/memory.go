@@ -56,7 +56,9 @@ func (m *Memory) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	return clone(v), true, nil
 }
 
-// Put implements [Journal]. It keeps its own copy of value.
+// Put implements [Journal]. It keeps its own copy of value. When value is
+// stored, Put returns value itself; otherwise a copy of the earlier value, the
+// caller's to keep.
 func (m *Memory) Put(ctx context.Context, key string, value []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -65,10 +67,15 @@ func (m *Memory) Put(ctx context.Context, key string, value []byte) ([]byte, err
 	s.mu.Lock()
 	v, ok := s.m[key]
 	if !ok {
-		v = clone(value)
-		s.m[key] = v
+		s.m[key] = clone(value)
 	}
 	s.mu.Unlock()
+	if !ok {
+		if value == nil {
+			return []byte{}, nil
+		}
+		return value, nil
+	}
 	return clone(v), nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math/bits"
 	"reflect"
 	"strconv"
 )
@@ -180,32 +181,47 @@ func checkNames(n int, nameOf func(int) string) error {
 		}
 		return nil
 	}
-	// Keyed by a hash of the name, cheaper to insert than the name itself; a
-	// hash shared by two names is told apart by comparing them.
+	size := 2 << bits.Len(uint(n)) // a power of two > 2n
+	if uint(n) < 1<<31 {
+		return uniqueNames(make([]uint32, size), n, nameOf, ^uint64(0))
+	}
+	return uniqueNames(make([]uint64, size), n, nameOf, ^uint64(0))
+}
+
+// uniqueNames is checkNames for many names. It uses an open-addressing set of
+// name hashes in one table, linear probing, rather than a Go map: the map's
+// lookups, inserts and growth were 15-25% of Parallel's CPU time over
+// 100,000 no-op steps, and a table of uint32 stays in cache (1 MiB for
+// 100,000 names). The table's length is a power of two above 2n, so it is at
+// most half full. A slot holds a name's hash with its low bits (the ones a
+// slot position is taken from) replaced by the name's index + 1, 0 being a
+// free slot. When the rest of the hash matches, the names themselves are
+// compared: a hash collision costs one comparison and the probe goes on. Only
+// the first index of a name is ever stored, so a duplicate is reported
+// against it.
+//
+// hashBits masks the hash: all ones, except in tests, which force collisions.
+func uniqueNames[S uint32 | uint64](table []S, n int, nameOf func(int) string, hashBits uint64) error {
+	low := S(len(table) - 1) // holds any index + 1
 	seed := maphash.MakeSeed()
-	seen := make(map[uint64]int, n)
-	var clash map[string]int // names whose hash another name had first
 	for i := range n {
 		s := nameOf(i)
 		if s == "" {
 			return fmt.Errorf("durable: branch %d has an empty name", i)
 		}
-		h := maphash.String(seed, s)
-		j, taken := seen[h]
-		if !taken {
-			seen[h] = i
-			continue
+		h := S(maphash.String(seed, s) & hashBits)
+		for p := h & low; ; p = (p + 1) & low {
+			e := table[p]
+			if e == 0 {
+				table[p] = h&^low | S(i+1)
+				break
+			}
+			if e&^low == h&^low {
+				if j := int(e&low) - 1; nameOf(j) == s {
+					return fmt.Errorf("%w: branches %d and %d are both %q", ErrDuplicateName, j, i, s)
+				}
+			}
 		}
-		if nameOf(j) == s {
-			return fmt.Errorf("%w: branches %d and %d are both %q", ErrDuplicateName, j, i, s)
-		}
-		if clash == nil {
-			clash = make(map[string]int)
-		}
-		if j, dup := clash[s]; dup {
-			return fmt.Errorf("%w: branches %d and %d are both %q", ErrDuplicateName, j, i, s)
-		}
-		clash[s] = i
 	}
 	return nil
 }

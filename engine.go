@@ -43,7 +43,7 @@ type batch[T any] struct {
 	n        int
 	nameOf   func(i int) string
 	fn       func(ctx context.Context, i int) (T, error)
-	digestOf func(i int) string // FanOut by index: the digest journaled with item i
+	digestOf func(i int) [16]byte // FanOut by index: the digest journaled with item i
 	rule     rule
 	limit    int
 	cfg      *config
@@ -172,23 +172,35 @@ func (b *batch[T]) run(parent context.Context) {
 	b.checkDone()
 }
 
-// claimNext claims the next branch to dispatch, or returns -1, taking the
-// mutex only when it must.
+// claimNext claims a branch for a new worker, or returns -1, without the
+// mutex: the claim word orders it with every decision, and it counts nothing,
+// so it needs no order with the counts. It is run's alone: the status of a
+// branch it claims is written before the worker starts.
 func (b *batch[T]) claimNext() int {
-	if !b.fast {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return b.claimLocked()
+	for {
+		select {
+		case <-b.done:
+			// Dispatch nothing more. A fast batch decides nothing either:
+			// the successes recorded so far may be every branch, and a
+			// context that ended after the last one changes nothing. run
+			// decides once the workers are gone.
+			if !b.fast {
+				b.mu.Lock()
+				b.checkDone()
+				b.mu.Unlock()
+			}
+			return -1
+		default:
+		}
+		i := b.claimIndex()
+		if i < 0 || b.fast {
+			return i
+		}
+		if b.status[i] == 0 { // else restored
+			b.status[i] = statusRunning
+			return i
+		}
 	}
-	select {
-	case <-b.done:
-		// Dispatch nothing more, but decide nothing either: the successes
-		// recorded so far may be every branch, and a context that ended after
-		// the last one changes nothing. run decides once the workers are gone.
-		return -1
-	default:
-	}
-	return b.claimIndex()
 }
 
 // claimIndex takes the next index from b.claim, or returns -1 once the batch has
@@ -329,9 +341,10 @@ func (b *batch[T]) stepJournaled(w *worker, i int) int {
 	// seq up.
 	seq := b.seq.Add(1) - 1
 	w.seq, w.checkpointing = seq, true
-	var digest string
+	var digest string // does not escape: no allocation
 	if b.digestOf != nil {
-		digest = b.digestOf(i)
+		sum := b.digestOf(i)
+		digest = string(sum[:])
 	}
 	v, err, jerr := checkpoint(b.parent, b.sc, key, seq, digest, v, err)
 	w.checkpointing = false
@@ -349,10 +362,16 @@ func (b *batch[T]) stepJournaled(w *worker, i int) int {
 
 // checkpointed counts a checkpointed outcome in sequence order and returns
 // the worker's next branch: claimed now if the outcome was next in sequence,
-// else claimed by whoever counts it, while this worker waits.
+// else claimed by whoever counts it, while this worker waits, unless there is
+// nothing left to claim.
 func (b *batch[T]) checkpointed(w *worker, o slotOf[T]) int {
 	b.mu.Lock()
 	if o.seq != b.countNext {
+		if b.claim.Load() >= uint64(b.n) { // stopped, or every branch claimed
+			b.park(o) // nothing to hand this worker: it leaves
+			b.mu.Unlock()
+			return -1
+		}
 		if w.wake == nil {
 			w.wake = make(chan int, 1)
 		}

@@ -15,7 +15,10 @@ func DecodeRecord(b []byte) (reencoded []byte, err error) {
 var EscapeName = escapeName
 
 // ItemDigest is the digest journaled with a FanOut item.
-func ItemDigest(item any) string { return itemDigest(item) }
+func ItemDigest(item any) string {
+	d := itemDigest(item)
+	return string(d[:])
+}
 
 // EncodeValue is how a branch's value is journaled.
 func EncodeValue[T any](v T) ([]byte, error) { return encodeValue(v) }

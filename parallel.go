@@ -90,7 +90,7 @@ func FanOut[I, T any](ctx context.Context, name string, items []I, fn func(ctx c
 		cfg.key = nil
 	} else {
 		b.nameOf = strconv.Itoa
-		b.digestOf = func(i int) string { return itemDigest(items[i]) }
+		b.digestOf = func(i int) [16]byte { return itemDigest(items[i]) }
 	}
 	if err := b.validate(ctx); err != nil || len(items) == 0 {
 		return emptyOr[[]T](err, []T{})

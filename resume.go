@@ -132,9 +132,11 @@ func (b *batch[T]) restore(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if b.digestOf != nil && r.itemDigest != b.digestOf(i) {
-			return fmt.Errorf("%w: %s %q: journal key %q holds the result of another item at index %d",
-				ErrNondeterministic, b.kind, b.name, key, i)
+		if b.digestOf != nil {
+			if d := b.digestOf(i); r.itemDigest != string(d[:]) {
+				return fmt.Errorf("%w: %s %q: journal key %q holds the result of another item at index %d",
+					ErrNondeterministic, b.kind, b.name, key, i)
+			}
 		}
 		all = append(all, found{seq: r.seq, i: i, v: v, err: ferr})
 	}
@@ -322,7 +324,7 @@ func (b *batch[T]) reorder() (func(int) int, error) {
 // integers, the common items of a fan-out, skip the encoder: they hash their JSON
 // text, built directly. It guards against mistakes, not adversaries, so it uses
 // a hash cheap enough for every branch.
-func itemDigest[I any](item I) string {
+func itemDigest[I any](item I) [16]byte {
 	var buf [64]byte
 	data, ok := appendScalarJSON(buf[:0], item)
 	if !ok {
@@ -336,7 +338,7 @@ func itemDigest[I any](item I) string {
 	hi, lo := fnv128a(data)
 	binary.BigEndian.PutUint64(sum[:8], hi)
 	binary.BigEndian.PutUint64(sum[8:], lo)
-	return string(sum[:])
+	return sum
 }
 
 // fnv128a is hash/fnv's New128a, without the allocations of a hash.Hash.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Step is a named unit of work. The name is its identity in the journal: stable
@@ -112,7 +113,7 @@ func checkpointFailure[T any](ctx context.Context, sc *scope, key string, seq ui
 	if !permanent(err) {
 		return zero, err, nil
 	}
-	rec := &record{kind: kindFailure, seq: seq, itemDigest: itemDigest, typeName: typeName(err), msg: err.Error()}
+	rec := &record{kind: kindFailure, seq: seq, itemDigest: strings.Clone(itemDigest), typeName: typeName(err), msg: err.Error()}
 	stored, mine, jerr := sc.put(ctx, key, rec)
 	if jerr != nil {
 		return zero, nil, jerr

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -120,7 +121,7 @@ func (r *rotation) rate(name string, units int) float64 {
 // a benchmark runs: a background goroutine samples every millisecond, and the
 // code under test may sample too, with sample.
 type peakSampler struct {
-	goroutines atomic.Int64
+	goroutines atomic.Int64  // counted with the world stopped, see sample
 	heap       atomic.Uint64 // bytes in heap objects, live or not yet swept
 	live       atomic.Uint64 // bytes marked live by the latest GC
 
@@ -149,7 +150,14 @@ func startPeakSampler() *peakSampler {
 }
 
 func (p *peakSampler) sample() {
-	storeMax(&p.goroutines, int64(runtime.NumGoroutine()))
+	// runtime.NumGoroutine reads the scheduler's lists of free goroutines
+	// without stopping the world, and over-counts, by up to a few dozen, while
+	// exited goroutines move between them. A count above the peak so far is
+	// checked against a dump of every goroutine's stack, taken with the world
+	// stopped.
+	if g := int64(runtime.NumGoroutine()); g > p.goroutines.Load() {
+		storeMax(&p.goroutines, min(g, countGoroutines()))
+	}
 	s := make([]metrics.Sample, len(heapMetrics))
 	for i, name := range heapMetrics {
 		s[i].Name = name
@@ -157,6 +165,18 @@ func (p *peakSampler) sample() {
 	metrics.Read(s)
 	storeMaxU(&p.heap, s[0].Value.Uint64())
 	storeMaxU(&p.live, s[1].Value.Uint64())
+}
+
+// countGoroutines counts the goroutines in a dump of all their stacks.
+func countGoroutines() int64 {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return int64(bytes.Count(buf[:n], []byte("\n\ngoroutine "))) + 1
+		}
+		buf = make([]byte, 2*len(buf))
+	}
 }
 
 // finish stops the background sampler and takes a last sample.

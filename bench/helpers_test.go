@@ -127,12 +127,15 @@ type peakSampler struct {
 
 	stop chan struct{}
 	done sync.WaitGroup
+
+	dumpMu sync.Mutex
+	dump   []byte // for countGoroutines, allocated once: the heap is measured too
 }
 
 var heapMetrics = []string{"/memory/classes/heap/objects:bytes", "/gc/heap/live:bytes"}
 
 func startPeakSampler() *peakSampler {
-	p := &peakSampler{stop: make(chan struct{})}
+	p := &peakSampler{stop: make(chan struct{}), dump: make([]byte, 1<<16)}
 	p.sample()
 	p.done.Go(func() {
 		t := time.NewTicker(time.Millisecond)
@@ -156,7 +159,7 @@ func (p *peakSampler) sample() {
 	// checked against a dump of every goroutine's stack, taken with the world
 	// stopped.
 	if g := int64(runtime.NumGoroutine()); g > p.goroutines.Load() {
-		storeMax(&p.goroutines, min(g, countGoroutines()))
+		storeMax(&p.goroutines, min(g, p.countGoroutines()))
 	}
 	s := make([]metrics.Sample, len(heapMetrics))
 	for i, name := range heapMetrics {
@@ -168,14 +171,15 @@ func (p *peakSampler) sample() {
 }
 
 // countGoroutines counts the goroutines in a dump of all their stacks.
-func countGoroutines() int64 {
-	buf := make([]byte, 1<<16)
+func (p *peakSampler) countGoroutines() int64 {
+	p.dumpMu.Lock()
+	defer p.dumpMu.Unlock()
 	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return int64(bytes.Count(buf[:n], []byte("\n\ngoroutine "))) + 1
+		n := runtime.Stack(p.dump, true)
+		if n < len(p.dump) {
+			return int64(bytes.Count(p.dump[:n], []byte("\n\ngoroutine "))) + 1
 		}
-		buf = make([]byte, 2*len(buf))
+		p.dump = make([]byte, 2*len(p.dump))
 	}
 }
 

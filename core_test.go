@@ -607,3 +607,34 @@ func TestErrorsAreAPI(t *testing.T) {
 	require.Equal(t, "inner", p.Error())
 	require.Same(t, p, durable.Permanent(p), "Permanent is idempotent")
 }
+
+// A worker recovers a panic and goes on with the next branch: on a cap of 1
+// every branch after a panicking one still runs, in order.
+func TestPanicsDoNotStopTheWorker(t *testing.T) {
+	var ran []int
+	var steps []durable.Step[int]
+	for i := range 5 {
+		steps = append(steps, durable.NewStep(fmt.Sprint("s", i), func(context.Context) (int, error) {
+			ran = append(ran, i) // cap 1: one branch at a time
+			if i%2 == 1 {
+				panic(fmt.Sprint("boom ", i))
+			}
+			return i, nil
+		}))
+	}
+	res, err := durable.Settle(context.Background(), "s", steps, durable.WithMaxConcurrency(1))
+	require.NoError(t, err)
+	require.Equal(t, []int{0, 1, 2, 3, 4}, ran)
+	for i, it := range res.Items {
+		if i%2 == 0 {
+			require.Equal(t, durable.StatusSucceeded, it.Status, "s%d", i)
+			require.Equal(t, i, it.Value)
+			continue
+		}
+		require.Equal(t, durable.StatusFailed, it.Status, "s%d", i)
+		var pe *durable.PanicError
+		require.ErrorAs(t, it.Err, &pe)
+		require.Equal(t, fmt.Sprint("boom ", i), pe.Value)
+		require.Contains(t, string(pe.Stack), "core_test.go")
+	}
+}

@@ -488,11 +488,12 @@ type stressCall struct {
 	values   []int            // Parallel, FanOut
 	errIndex int              // the *BranchError's index, or -1
 	err      error
-	replayed []bool // Settle
+	replayed []bool                    // Settle
+	res      *durable.BatchResult[int] // Settle
 }
 
-func runStressCall(ctx context.Context, kind string, p *stressProbe, limit int, policy []durable.Completion) stressCall {
-	var opts []durable.Option
+func runStressCall(ctx context.Context, kind string, p *stressProbe, limit int, policy []durable.Completion, extra ...durable.Option) stressCall {
+	opts := extra
 	if limit > 0 {
 		opts = append(opts, durable.WithMaxConcurrency(limit))
 	}
@@ -503,7 +504,7 @@ func runStressCall(ctx context.Context, kind string, p *stressProbe, limit int, 
 			opts = append(opts, durable.WithCompletion(policy...))
 		}
 		res, err := durable.Settle(ctx, "b", p.steps(), opts...)
-		c.err = err
+		c.err, c.res = err, res
 		if err == nil {
 			c.statuses = itemStatuses(res)
 			c.reason = res.Reason

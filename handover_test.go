@@ -125,10 +125,7 @@ func TestHandoverRandom(t *testing.T) {
 						if timeout > 0 {
 							opts = append(opts, durable.WithTimeout(timeout))
 						}
-						if limit > 0 {
-							opts = append(opts, durable.WithMaxConcurrency(limit))
-						}
-						c := hoCall(durable.WithJournal(ctx, j, "e"), kind, p, opts, policy)
+						c := runStressCall(durable.WithJournal(ctx, j, "e"), kind, p, limit, policy, opts...)
 						cancel(nil)
 						p.checkCommon(t, limit)
 						for i := range journaled {
@@ -136,7 +133,7 @@ func TestHandoverRandom(t *testing.T) {
 								require.Zero(t, p.calls[i], "branch %d was journaled, yet ran again", i)
 							}
 						}
-						if c.err == nil && kind == "Settle" {
+						if c.res != nil { // Settle returned a result
 							hoCheckSettle(t, c, p, minK, tolF)
 						}
 						if kind == "Parallel" || kind == "FanOut" {
@@ -161,34 +158,9 @@ func TestHandoverRandom(t *testing.T) {
 	}
 }
 
-type hoResult struct {
-	stressCall
-	res *durable.BatchResult[int]
-}
-
-func hoCall(ctx context.Context, kind string, p *stressProbe, opts []durable.Option, policy []durable.Completion) hoResult {
-	r := hoResult{stressCall: stressCall{kind: kind, errIndex: -1}}
-	switch kind {
-	case "Settle":
-		if len(policy) > 0 {
-			opts = append(opts, durable.WithCompletion(policy...))
-		}
-		r.res, r.err = durable.Settle(ctx, "b", p.steps(), opts...)
-	case "Parallel":
-		r.values, r.err = durable.Parallel(ctx, "b", p.steps(), opts...)
-	case "FanOut":
-		r.values, r.err = durable.FanOut(ctx, "b", p.items(), p.fanFn, opts...)
-	case "Race":
-		r.value, r.err = durable.Race(ctx, "b", p.steps(), opts...)
-	case "Any":
-		r.value, r.err = durable.Any(ctx, "b", p.steps(), opts...)
-	}
-	return r
-}
-
 // hoCheckSettle checks that every outcome was counted once, and none after
 // the decision: the counts agree with the reason.
-func hoCheckSettle(t *testing.T, c hoResult, p *stressProbe, minK, tolF int) {
+func hoCheckSettle(t *testing.T, c stressCall, p *stressProbe, minK, tolF int) {
 	t.Helper()
 	res := c.res
 	succ, fail := 0, 0

@@ -340,9 +340,11 @@ func (b *batch[T]) countNow(i int, v T, err error) int {
 	return next
 }
 
-// stepJournaled is step in a journaled batch. Every function on the path from
-// the worker's start to the journal's Put keeps a small frame: a worker starts
-// with a small stack, and growing it costs more than a Put into memory.
+// stepJournaled runs branch i of a journaled batch, checkpoints its outcome and
+// returns the next branch this worker should run, or -1. Every function on the
+// path from the worker's start to the journal's Put keeps a small frame: a
+// worker starts with a small stack, and growing it costs more than a Put into
+// memory.
 func (b *batch[T]) stepJournaled(w *worker, i int) int {
 	key := b.key(i)
 	v, err := b.call(b.sc.childContext(b.ctx, key), i)

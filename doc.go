@@ -83,8 +83,11 @@
 // cap) and no allocation beyond the result; the fail-fast combinators record a
 // success with atomic operations alone, so they cost about what errgroup costs
 // (docs/PERFORMANCE.md has the measurements). With a journal a branch adds an
-// encode and decode of its value (integers, booleans and plain strings skip
-// encoding/json), one record, one Put and about five small allocations; a
+// encode of its value (integers, booleans and plain strings skip
+// encoding/json), one record, one Put and about five small allocations, and a
+// decode of what was stored, skipped when this write is the one stored and
+// the value is made only of booleans, numbers and valid UTF-8 strings, in
+// arrays and plain structs, for which decoding is known to give it back; a
 // worker whose outcome must wait for earlier ones to be counted waits for its
 // next branch rather than leaving, so under a cap the same goroutines run every
 // branch. Journals that implement [journal.Scanner] let a resumed batch load all

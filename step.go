@@ -103,6 +103,9 @@ func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, i
 	if string(stored) != string(b) {
 		return lostSuccess[T](key, itemDigest, stored)
 	}
+	if roundTrips(v) { // decoding what was stored would give v back
+		return v, nil, nil
+	}
 	v, jerr = decodeValue[T](key, b[head:]) // what was stored
 	return v, nil, jerr
 }

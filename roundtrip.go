@@ -1,0 +1,140 @@
+package durable
+
+import (
+	"encoding"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"sync"
+	"unicode/utf8"
+)
+
+// A journaled success returns the value decoded from what was stored. When
+// this process's write is the one stored, that is decode(encode(v)), and for
+// values made only of booleans, numbers and valid UTF-8 strings, in arrays and
+// in structs whose exported fields encoding/json maps one to one, that is v
+// itself: checkpoint then skips the decode, which for a struct is most of a
+// checkpoint's CPU in the engine.
+
+// roundTrips reports whether decoding v's encoding/json form into a new T
+// gives v back exactly.
+func roundTrips[T any](v T) bool {
+	f := flatOf(reflect.TypeFor[T]())
+	if !f.ok {
+		return false
+	}
+	if !f.strings {
+		return true
+	}
+	return validStrings(reflect.ValueOf(&v).Elem())
+}
+
+// flat is what roundTrips knows of a type.
+type flat struct {
+	ok      bool // the type's values round-trip, given valid UTF-8 strings
+	strings bool // it holds strings, to check at run time
+}
+
+var flats sync.Map // reflect.Type -> flat
+
+func flatOf(t reflect.Type) flat {
+	if f, ok := flats.Load(t); ok {
+		return f.(flat)
+	}
+	var f flat
+	f.ok = flatType(t, &f.strings)
+	flats.Store(t, f)
+	return f
+}
+
+var (
+	jsonMarshaler   = reflect.TypeFor[json.Marshaler]()
+	jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
+	textMarshaler   = reflect.TypeFor[encoding.TextMarshaler]()
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+// flatType reports whether encoding/json writes and reads values of t without
+// losing or changing anything, strings aside, and sets *hasStrings if t holds
+// any. It says no to whatever it is not sure of: pointers, slices, maps and
+// interfaces (nil and empty, sharing), methods of the encoding interfaces,
+// unexported, embedded or skipped fields, tag options other than omitempty,
+// and field names that the decoder's case-insensitive matching could mix up.
+func flatType(t reflect.Type, hasStrings *bool) bool {
+	for _, m := range []reflect.Type{jsonMarshaler, jsonUnmarshaler, textMarshaler, textUnmarshaler} {
+		if t.Implements(m) || reflect.PointerTo(t).Implements(m) {
+			return false
+		}
+	}
+	switch t.Kind() {
+	case reflect.Bool,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return true
+	case reflect.String:
+		*hasStrings = true
+		return true
+	case reflect.Array:
+		return flatType(t.Elem(), hasStrings)
+	case reflect.Struct:
+		names := make([]string, 0, t.NumField())
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() || f.Anonymous {
+				return false
+			}
+			name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if opts != "" && opts != "omitempty" || !plainName(name) {
+				return false
+			}
+			if name == "" {
+				name = f.Name
+			}
+			for _, other := range names {
+				if strings.EqualFold(name, other) {
+					return false
+				}
+			}
+			names = append(names, name)
+			if !flatType(f.Type, hasStrings) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// plainName reports whether a json tag's name is empty or made of ASCII
+// letters, digits and '_' only: a name encoding/json takes as it is.
+func plainName(name string) bool {
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// validStrings reports whether every string in v is valid UTF-8: encoding/json
+// writes an invalid byte as U+FFFD, which reads back as another string.
+func validStrings(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.String:
+		return utf8.ValidString(v.String())
+	case reflect.Array:
+		for i := range v.Len() {
+			if !validStrings(v.Index(i)) {
+				return false
+			}
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if !validStrings(v.Field(i)) {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -16,6 +16,18 @@ import (
 // itself: checkpoint then skips the decode, which for a struct is most of a
 // checkpoint's CPU in the engine.
 
+// decodeStored is decodeValue for data that this process wrote for v: v
+// itself, when decoding is known to give it back.
+func decodeStored[T any](key string, data []byte, v T) (T, error) {
+	if s, ok := decodeScalar[T](data); ok {
+		return s, nil
+	}
+	if roundTrips(v) {
+		return v, nil
+	}
+	return decodeJSON[T](key, data)
+}
+
 // roundTrips reports whether decoding v's encoding/json form into a new T
 // gives v back exactly.
 func roundTrips[T any](v T) bool {

@@ -103,10 +103,7 @@ func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, i
 	if string(stored) != string(b) {
 		return lostSuccess[T](key, itemDigest, stored)
 	}
-	if roundTrips(v) { // decoding what was stored would give v back
-		return v, nil, nil
-	}
-	v, jerr = decodeValue[T](key, b[head:]) // what was stored
+	v, jerr = decodeStored(key, b[head:], v)
 	return v, nil, jerr
 }
 

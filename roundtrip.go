@@ -73,6 +73,9 @@ var (
 // unexported, embedded or skipped fields, tag options other than omitempty,
 // and field names that the decoder's case-insensitive matching could mix up.
 func flatType(t reflect.Type, hasStrings *bool) bool {
+	if t == reflect.TypeFor[json.Number]() {
+		return false // written as a number literal: "" becomes 0
+	}
 	for _, m := range []reflect.Type{jsonMarshaler, jsonUnmarshaler, textMarshaler, textUnmarshaler} {
 		if t.Implements(m) || reflect.PointerTo(t).Implements(m) {
 			return false
@@ -97,11 +100,11 @@ func flatType(t reflect.Type, hasStrings *bool) bool {
 				return false
 			}
 			name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if opts != "" && opts != "omitempty" || !plainName(name) {
-				return false
-			}
 			if name == "" {
 				name = f.Name
+			}
+			if opts != "" && opts != "omitempty" || !plainName(name) {
+				return false
 			}
 			for _, other := range names {
 				if strings.EqualFold(name, other) {
@@ -118,8 +121,9 @@ func flatType(t reflect.Type, hasStrings *bool) bool {
 	return false
 }
 
-// plainName reports whether a json tag's name is empty or made of ASCII
-// letters, digits and '_' only: a name encoding/json takes as it is.
+// plainName reports whether a field's JSON name is made of ASCII letters,
+// digits and '_' only: a name encoding/json takes as it is, and folds as
+// strings.EqualFold does.
 func plainName(name string) bool {
 	for _, c := range []byte(name) {
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {

@@ -113,6 +113,7 @@ func TestRoundTripsKnowsFlatTypes(t *testing.T) {
 		"interface":          checkRoundTrips(t, withAny{V: 1}),
 		"MarshalJSON":        checkRoundTrips(t, custom(1)),
 		"array of custom":    checkRoundTrips(t, [1]custom{2}),
+		"json.Number":        checkRoundTrips(t, struct{ N json.Number }{""}),
 	} {
 		if ok {
 			t.Errorf("%s: roundTrips = true, want false", name)

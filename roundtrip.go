@@ -54,7 +54,7 @@ func flatOf(t reflect.Type) flat {
 		return f.(flat)
 	}
 	var f flat
-	f.ok = flatType(t, &f.strings)
+	f.ok = flatType(t, &f.strings, 0)
 	flats.Store(t, f)
 	return f
 }
@@ -64,22 +64,40 @@ var (
 	jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
 	textMarshaler   = reflect.TypeFor[encoding.TextMarshaler]()
 	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+	textAppender    = reflect.TypeFor[encoding.TextAppender]()
 )
+
+// maxDepth is the deepest nesting of arrays and objects that encoding/json
+// reads (its scanner's limit); it writes deeper ones.
+const maxDepth = 10000
 
 // flatType reports whether encoding/json writes and reads values of t without
 // losing or changing anything, strings aside, and sets *hasStrings if t holds
 // any. It says no to whatever it is not sure of: pointers, slices, maps and
 // interfaces (nil and empty, sharing), methods of the encoding interfaces,
 // unexported, embedded or skipped fields, tag options other than omitempty,
-// and field names that the decoder's case-insensitive matching could mix up.
-func flatType(t reflect.Type, hasStrings *bool) bool {
+// floats under omitempty (-0 is empty: omitted, it reads back as 0), field
+// names that the decoder's case-insensitive matching could mix up, and
+// nesting deeper than the decoder reads. depth is the number of arrays and
+// structs that enclose t.
+func flatType(t reflect.Type, hasStrings *bool, depth int) bool {
 	if t == reflect.TypeFor[json.Number]() {
 		return false // written as a number literal: "" becomes 0
 	}
-	for _, m := range []reflect.Type{jsonMarshaler, jsonUnmarshaler, textMarshaler, textUnmarshaler} {
-		if t.Implements(m) || reflect.PointerTo(t).Implements(m) {
+	pt := reflect.PointerTo(t)
+	for _, m := range []reflect.Type{jsonMarshaler, jsonUnmarshaler, textMarshaler, textAppender, textUnmarshaler} {
+		if t.Implements(m) || pt.Implements(m) {
 			return false
 		}
+	}
+	// Built with GOEXPERIMENT=jsonv2, encoding/json also calls json/v2's
+	// MarshalJSONTo and UnmarshalJSONFrom, whose argument types exist only
+	// then: they are found by name.
+	if _, ok := pt.MethodByName("MarshalJSONTo"); ok {
+		return false
+	}
+	if _, ok := pt.MethodByName("UnmarshalJSONFrom"); ok {
+		return false
 	}
 	switch t.Kind() {
 	case reflect.Bool,
@@ -91,8 +109,11 @@ func flatType(t reflect.Type, hasStrings *bool) bool {
 		*hasStrings = true
 		return true
 	case reflect.Array:
-		return flatType(t.Elem(), hasStrings)
+		return depth < maxDepth && flatType(t.Elem(), hasStrings, depth+1)
 	case reflect.Struct:
+		if depth >= maxDepth {
+			return false
+		}
 		names := make([]string, 0, t.NumField())
 		for i := range t.NumField() {
 			f := t.Field(i)
@@ -106,13 +127,16 @@ func flatType(t reflect.Type, hasStrings *bool) bool {
 			if opts != "" && opts != "omitempty" || !plainName(name) {
 				return false
 			}
+			if opts == "omitempty" && (f.Type.Kind() == reflect.Float32 || f.Type.Kind() == reflect.Float64) {
+				return false // -0 is empty: omitted, it reads back as 0
+			}
 			for _, other := range names {
 				if strings.EqualFold(name, other) {
 					return false
 				}
 			}
 			names = append(names, name)
-			if !flatType(f.Type, hasStrings) {
+			if !flatType(f.Type, hasStrings, depth+1) {
 				return false
 			}
 		}

@@ -1,26 +1,29 @@
 package durable
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/durable-go/durable/journal"
 )
 
 // decoded is what a checkpoint decodes when its own write was stored.
-func decoded[T any](t testing.TB, v T) T {
+func decoded[T any](t testing.TB, v T) (T, error) {
 	t.Helper()
 	b, err := appendValue(nil, v)
 	if err != nil {
 		t.Fatalf("encode %#v: %v", v, err)
 	}
 	var got T
-	if err := json.Unmarshal(b, &got); err != nil {
-		t.Fatalf("decode %s: %v", b, err)
-	}
-	return got
+	err = json.Unmarshal(b, &got)
+	return got, err
 }
 
 // checkRoundTrips fails when roundTrips says v comes back unchanged and it
@@ -28,10 +31,41 @@ func decoded[T any](t testing.TB, v T) T {
 func checkRoundTrips[T any](t testing.TB, v T) bool {
 	t.Helper()
 	ok := roundTrips(v)
-	if got := decoded(t, v); ok && !reflect.DeepEqual(got, v) {
+	if !ok {
+		return false
+	}
+	got, err := decoded(t, v)
+	if err != nil {
+		t.Fatalf("roundTrips(%#v) = true, but it does not decode: %v", v, err)
+	}
+	if !identical(reflect.ValueOf(got), reflect.ValueOf(v)) {
 		t.Fatalf("roundTrips(%#v) = true, but it decodes as %#v", v, got)
 	}
-	return ok
+	return true
+}
+
+// identical is reflect.DeepEqual for the values roundTrips accepts, with
+// floats compared bit for bit: a caller can tell -0 from 0.
+func identical(a, b reflect.Value) bool {
+	switch a.Kind() {
+	case reflect.Float32, reflect.Float64:
+		return math.Float64bits(a.Float()) == math.Float64bits(b.Float())
+	case reflect.Array:
+		for i := range a.Len() {
+			if !identical(a.Index(i), b.Index(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Struct:
+		for i := range a.NumField() {
+			if !identical(a.Field(i), b.Field(i)) {
+				return false
+			}
+		}
+		return true
+	}
+	return a.Equal(b)
 }
 
 type (
@@ -180,4 +214,159 @@ func FuzzRoundTrips(f *testing.F) {
 		}
 		checkRoundTrips(t, v)
 	})
+}
+
+type (
+	digest       [4]byte
+	withZeroSize struct {
+		E struct{}
+		Z [0]int    `json:",omitempty"`
+		P flatPoint `json:"p,omitempty"`
+	}
+	withOmittedFloats struct {
+		F float64 `json:"f,omitempty"`
+		G float32 `json:"g,omitempty"`
+	}
+	withSameNames struct {
+		A int
+		B int `json:"A"`
+	}
+	// textIn reads itself from a JSON string only: a number in its place is an
+	// error.
+	textIn int
+	// shout has AppendText and no MarshalText: encoding/json ignores it, but
+	// built with GOEXPERIMENT=jsonv2 it writes a shout with it.
+	shout string
+)
+
+func (p *textIn) UnmarshalText(b []byte) error { return nil }
+
+func (s shout) AppendText(b []byte) ([]byte, error) {
+	return append(b, strings.ToUpper(string(s))...), nil
+}
+
+// Values at the edges of what encoding/json writes and reads: whatever
+// roundTrips says of them must hold, and it must take the flat ones.
+func TestRoundTripsEdges(t *testing.T) {
+	negZero := math.Copysign(0, -1)
+	for name, ok := range map[string]bool{
+		"float64 edges": checkRoundTrips(t, [...]float64{negZero, 1e21, math.Nextafter(1e21, 0), 1e-6,
+			math.Nextafter(1e-6, 0), math.MaxFloat64, -math.SmallestNonzeroFloat64,
+			math.Float64frombits(0x000fffffffffffff), 0.1, 1 << 53, 1<<53 + 2}),
+		"float32 edges": checkRoundTrips(t, [...]float32{float32(negZero), 1e21, math.Nextafter32(1e21, 0), 1e-6,
+			math.Nextafter32(1e-6, 0), math.MaxFloat32, -math.SmallestNonzeroFloat32,
+			math.Float32frombits(0x007fffff), 0.1, 16777216, 16777218, 3.4e38}),
+		"integer limits": checkRoundTrips(t, struct {
+			A int8
+			B int16
+			C int32
+			D [2]int64
+			E uint64
+			F uint
+		}{math.MinInt8, math.MinInt16, math.MinInt32, [2]int64{math.MinInt64, math.MaxInt64}, math.MaxUint64, math.MaxUint}),
+		"durations":            checkRoundTrips(t, [...]time.Duration{-1, math.MaxInt64, math.MinInt64}),
+		"byte array":           checkRoundTrips(t, [4]uint8{0, 1, 254, 255}),
+		"named byte array":     checkRoundTrips(t, struct{ D digest }{digest{0xde, 0xad, 0xbe, 0xef}}),
+		"zero-size fields":     checkRoundTrips(t, withZeroSize{}),
+		"nested arrays":        checkRoundTrips(t, [2][2][1]flatPoint{{{{X: 1}}, {{Label: "\u2029"}}}}),
+		"escaped strings":      checkRoundTrips(t, "\u2028\u2029<>&\x00\x1f\x7f\"\\/\ufffd\U0010ffff"),
+		"replacement in array": checkRoundTrips(t, [2]status{"\ufffd", "\xef\xbf\xbd"}),
+	} {
+		if !ok {
+			t.Errorf("%s: roundTrips = false, want true", name)
+		}
+	}
+	for name, ok := range map[string]bool{
+		"surrogate half":        checkRoundTrips(t, "\xed\xa0\x80"),
+		"beyond U+10FFFF":       checkRoundTrips(t, [1]string{"\xf4\x90\x80\x80"}),
+		"overlong NUL":          checkRoundTrips(t, struct{ S string }{"\xc0\x80"}),
+		"names the same":        checkRoundTrips(t, withSameNames{A: 1, B: 2}),
+		"pointer UnmarshalText": checkRoundTrips(t, [2]textIn{1, 2}),
+	} {
+		if ok {
+			t.Errorf("%s: roundTrips = true, want false", name)
+		}
+	}
+	// Whatever roundTrips says of these, it must be right: -0 is empty, and
+	// built with GOEXPERIMENT=jsonv2, encoding/json calls AppendText.
+	checkRoundTrips(t, withOmittedFloats{F: negZero})
+	checkRoundTrips(t, withOmittedFloats{G: float32(negZero)})
+	checkRoundTrips(t, [1]struct{ S shout }{{"hi"}})
+}
+
+// Random float32 values, of every bit pattern, round-trip.
+func TestRoundTripsFloat32Bits(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	for range 400 {
+		var v [256]float32
+		for i := range v {
+			for {
+				v[i] = math.Float32frombits(rng.Uint32())
+				if !math.IsNaN(float64(v[i])) && !math.IsInf(float64(v[i]), 0) {
+					break
+				}
+			}
+		}
+		if !checkRoundTrips(t, v) {
+			t.Fatal("roundTrips([256]float32) = false")
+		}
+	}
+}
+
+// encoding/json writes values nested deeper than it reads (10000 arrays and
+// objects): such a type must not be taken as round-tripping.
+func TestRoundTripsDeepNesting(t *testing.T) {
+	typ := reflect.TypeFor[bool]()
+	for range 10001 {
+		typ = reflect.ArrayOf(1, typ)
+	}
+	v := reflect.New(typ)
+	b, err := json.Marshal(v.Elem().Interface())
+	if err != nil {
+		return // not written, so never decoded (GOEXPERIMENT=jsonv2)
+	}
+	if err := json.Unmarshal(b, v.Interface()); err != nil && flatOf(typ).ok {
+		t.Fatalf("flatOf(10001 nested arrays).ok = true, but it does not decode: %v", err)
+	}
+}
+
+// Goroutines asking about a type at once, for the first time, get the same
+// verdicts (run with -race).
+func TestRoundTripsConcurrentFirstUse(t *testing.T) {
+	type good struct {
+		A [2]string
+		B float32
+	}
+	type bad struct {
+		A int
+		B int `json:"a"`
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if !roundTrips(good{A: [2]string{"x", "y"}}) || roundTrips(good{A: [2]string{"\xff"}}) || roundTrips(bad{}) {
+				t.Error("verdicts differ from one goroutine to another")
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// A step's first run returns what its replay returns, bit for bit.
+func TestRoundTripsReplaySeesFirstRunsValue(t *testing.T) {
+	j := journal.NewMemory()
+	step := NewStep("s", func(context.Context) (withOmittedFloats, error) {
+		return withOmittedFloats{F: math.Copysign(0, -1)}, nil
+	})
+	var got [2]withOmittedFloats
+	for run := range got {
+		v, err := step.Run(WithJournal(context.Background(), j, "e"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[run] = v
+	}
+	if !identical(reflect.ValueOf(got[0]), reflect.ValueOf(got[1])) {
+		t.Fatalf("the first run returns %#v, its replay %#v", got[0], got[1])
+	}
 }

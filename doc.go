@@ -36,7 +36,7 @@
 // cheap as errgroup, and nothing is encoded. [WithJournal] puts a
 // [journal.Journal] and an execution ID in the context; combinators called with
 // that context checkpoint every finished branch before counting it, with the
-// value encoded by encoding/json. A later call with the same journal and
+// value encoded by encoding/json (see Values). A later call with the same journal and
 // execution ID resumes:
 //
 //	what happened on an earlier run          what the next run does
@@ -66,16 +66,77 @@
 // branches fails with [ErrNondeterministic], saying what differs; so does a
 // [FanOut] named by index whose item at a journaled index changed.
 //
+// # Values
+//
+// With a journal, what a branch returns is encoded, stored, and decoded again,
+// and the decoded value is what the caller gets, live and on replay: a first
+// run and its replay see identical values. Values are encoded with
+// encoding/json unless [WithCodec] names another [Codec] (given to [NewStep]
+// for one step, to a combinator for its branches and everything they run).
+// Without a journal nothing is encoded and nothing below applies.
+//
+// A value never changes silently. With encoding/json:
+//
+//   - a result type that can never round-trip — a func, chan, complex or
+//     unsafe.Pointer field, a non-empty interface such as error, a map key
+//     JSON cannot hold — fails the call before any branch runs, naming the type
+//     and the field;
+//   - a value whose encoding would drop data — a non-zero unexported field (or
+//     one tagged json:"-") in a type without marshalers of its own, a string
+//     that is not valid UTF-8 — fails its branch, naming the type and the field
+//     path; give the type MarshalJSON and UnmarshalJSON methods, or use
+//     WithCodec. Zero-valued unexported fields lose nothing and pass; types
+//     with marshalers of their own, time.Time among them, are trusted.
+//
+// The verdict for a type is computed once; a type with nothing to check at run
+// time costs nothing more. With any codec, a value whose encoding does not
+// decode is never stored: its branch fails with a plain error, and the next
+// run runs it again. Each journaled value records the codec that wrote it: a
+// later run that reads it with another fails with [ErrNondeterministic].
+//
+// # Errors on replay
+//
+// A failure restored from the journal (a [Permanent] one, or a failed branch
+// of a final Settle, Race or Any) has the original's message, [IsPermanent]
+// holds for it as it did live, and its TypeName method reports the type of the
+// innermost error that is not a plain wrapper. errors.Is holds for it against
+// every sentinel registered with [RegisterErrors] that the original matched.
+//
 // # Journal records
 //
 // Keys are the escaped names on the path from the execution to the entry, joined
 // by '/': "exec/batch/branch", with "exec/batch/!h" for a combinator's head and
 // "exec/batch/!d" for the decision of a Settle, Race or Any. In names, '%', '/',
 // '#' and '!' are escaped as %25, %2F, %23 and %21, so no name can forge a key.
-// Values are versioned binary records (version 1): a version byte, a kind byte
-// ('h' head, 's' success, 'f' permanent failure, 'd' decision), then varints and
-// length-prefixed strings; a success ends with the JSON of its value. A record
-// that does not decode is reported with its key; it is never re-run silently.
+//
+// Values are versioned binary records. Version 2, written now: a version byte
+// (2), a CRC-32C (Castagnoli) checksum in 4 little-endian bytes, a kind byte,
+// and a body of varints (times in Unix nanoseconds, durations in nanoseconds)
+// and strings (a uvarint length, then the bytes):
+//
+//	'h' head:     start | combinator | policy | count | set digest (32 bytes) |
+//	              order digest (32 bytes) | names (n, then n strings; 0 for huge sets)
+//	's' success:  seq | item digest | finished | ran | codec | value (the rest)
+//	'f' failure:  seq | item digest | finished | ran | error
+//	'd' decision: decided | reason (byte) | winner+1 | n | n status bytes |
+//	              failures (k, then k times: index | error)
+//	error:        type name | message | sentinels (m, then m strings)
+//
+// The checksum covers the key (its length as a uvarint, then its bytes) and
+// every byte after the checksum, so a record changed in any bit, or read under
+// a changed key, fails it. An entry that fails its checksum or does not decode
+// is an error matching [ErrCorrupt] that names the key: committed work never
+// runs again because an entry was damaged, and a damaged value is never
+// returned. Restoring a batch checks every entry under its key prefix, nested
+// ones included, when the journal is a [journal.Scanner] (every journal this
+// module ships is), so an entry whose key was damaged is reported too; a
+// damaged key that falls outside its batch's prefix leaves the entry where no
+// run looks for it, and its branch runs again.
+//
+// Version 1 records, written by earlier releases, are still read: no checksum,
+// no times, no combinator, policy, codec or sentinels (a version byte 1, a kind
+// byte, then the fields above without those). A version 1 head matches any
+// combinator and policy.
 //
 // # Cost
 //

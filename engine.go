@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/durable-go/durable/internal/record"
 )
 
 // The engine runs every combinator. A batch is n branches, a completion rule, an
@@ -44,9 +46,12 @@ type batch[T any] struct {
 	nameOf   func(i int) string
 	fn       func(ctx context.Context, i int) (T, error)
 	digestOf func(i int) [16]byte // FanOut by index: the digest journaled with item i
-	rule     rule
-	limit    int
-	cfg      *config
+	// digestV1Of is the digest version 1 records hold for item i.
+	digestV1Of func(i int) [16]byte
+	rule       rule
+	limit      int
+	cfg        *config
+	final      bool // a Settle, Race or Any: its decision is journaled
 
 	parent context.Context // the caller's
 	ctx    context.Context // the branches': parent, plus the deadline and cancel
@@ -56,7 +61,9 @@ type batch[T any] struct {
 	// journal
 	sc       *scope
 	prefix   string
-	restored map[string]*record // restored branch records by key segment
+	restored map[string]*record.Record // restored branch records by key segment
+	codec    Codec                     // the branches' codec; nil: encoding/json
+	codecs   []Codec                   // per branch, when some step names its own
 
 	wg   sync.WaitGroup
 	fast bool            // successes are recorded without the mutex
@@ -78,12 +85,16 @@ type batch[T any] struct {
 	failed    int
 	decided   bool
 	reason    Reason
-	decider   int          // the branch whose outcome decided, or -1
-	abort     error        // ends the call with an error instead of a result
-	countNext uint64       // the sequence number counted next
-	ring      []slotOf[T]  // the reorder buffer: outcomes by sequence number mod len
-	wakeq     []chan<- int // waiting workers whose outcomes drain counted
-	head      *record      // the journaled head, when it was there before this run
+	decider   int            // the branch whose outcome decided, or -1
+	abort     error          // ends the call with an error instead of a result
+	countNext uint64         // the sequence number counted next
+	ring      []slotOf[T]    // the reorder buffer: outcomes by sequence number mod len
+	wakeq     []chan<- int   // waiting workers whose outcomes drain counted
+	head      *record.Record // the journaled head, when it was there before this run
+	pending   *record.Record // the decision to journal, by whoever unlocks next
+	// decidedInRestore: restored branches decided; restore takes the decision.
+	decidedInRestore bool
+	adopted          *record.Record // another run's decision, whose write won over this one's
 }
 
 // slotOf holds a checkpointed outcome until the outcomes before it are counted.
@@ -103,7 +114,8 @@ type worker struct {
 	i             int    // the branch it runs, or -1 once it has none
 	seq           uint64 // the sequence number of the outcome it is checkpointing
 	checkpointing bool
-	wake          chan int // made the first time it waits
+	wake          chan int    // made the first time it waits
+	panicked      *PanicError // the panic of branch i, without a journal
 }
 
 // statusRunning marks a dispatched branch; statuses are final once counted.
@@ -114,7 +126,7 @@ const stopBit = 1 << 63
 
 // errDecided is the cause given to branches cancelled because the batch
 // completed.
-var errDecided = errors.New("durable: batch completed")
+var errDecided = ErrBatchCompleted
 
 var errGoexit = errors.New("durable: branch called runtime.Goexit")
 
@@ -123,9 +135,11 @@ func (b *batch[T]) init(ctx context.Context) error {
 	b.status = make([]uint8, b.n)
 	b.decider = -1
 	b.start = time.Now()
+	b.parent = ctx
 	b.sc = scopeOf(ctx)
 	if b.sc != nil {
 		b.replayed = make([]bool, b.n)
+		b.codec = b.cfg.codecOr(b.sc.codec)
 	}
 	return nil
 }
@@ -144,11 +158,28 @@ func (b *batch[T]) run(parent context.Context) {
 	}
 	b.done = b.ctx.Done()
 	b.fast = b.sc == nil && b.rule == failFast && b.kind != "Settle"
+	if b.final && b.sc != nil && b.cfg.timeout > 0 {
+		// A journaled decision is made, and journaled, when the deadline
+		// passes, not when a branch next finishes: a crash in between must
+		// not lose it.
+		fired := make(chan struct{})
+		stop := context.AfterFunc(b.ctx, func() {
+			defer close(fired)
+			b.mu.Lock()
+			b.checkDone()
+			b.unlock()
+		})
+		defer func() {
+			if !stop() {
+				<-fired
+			}
+		}()
+	}
 	// No watcher goroutine: an ended context is noticed by the next claim or
 	// count, and once more below. Branches see it through their own contexts.
 	b.mu.Lock()
 	b.checkDone()
-	b.mu.Unlock()
+	b.unlock()
 
 	workers := b.n
 	if b.limit > 0 && b.limit < workers {
@@ -172,10 +203,9 @@ func (b *batch[T]) run(parent context.Context) {
 	b.checkDone()
 }
 
-// claimNext claims a branch for a new worker, or returns -1, without the
-// mutex: the claim word orders it with every decision, and it counts nothing,
-// so it needs no order with the counts. It is run's alone: the status of a
-// branch it claims is written before the worker starts.
+// claimNext claims a branch for a new worker, or returns -1. A fast batch
+// claims without the mutex: the claim word orders it with every decision, and
+// nobody reads its statuses.
 func (b *batch[T]) claimNext() int {
 	for {
 		select {
@@ -187,19 +217,20 @@ func (b *batch[T]) claimNext() int {
 			if !b.fast {
 				b.mu.Lock()
 				b.checkDone()
-				b.mu.Unlock()
+				b.unlock()
 			}
 			return -1
 		default:
 		}
-		i := b.claimIndex()
-		if i < 0 || b.fast {
-			return i
+		if b.fast {
+			return b.claimIndex()
 		}
-		if b.status[i] == 0 { // else restored
-			b.status[i] = statusRunning
-			return i
-		}
+		// Under the mutex, so that a decision sees every branch dispatched
+		// before it as running.
+		b.mu.Lock()
+		i := b.claimLocked()
+		b.unlock()
+		return i
 	}
 }
 
@@ -213,12 +244,47 @@ func (b *batch[T]) claimIndex() int {
 	return int(c)
 }
 
-// decide completes the batch. Called with b.mu held.
+// decide completes the batch; a reason of 0 ends it with b.abort instead. A
+// final batch journals its decision at once, before it waits for the branches
+// still running: what they return after it is Cancelled, on this run and on
+// every resume. The decision is taken now, and written by unlock, as soon as
+// the lock is released: a journal call never holds the lock. Called with b.mu
+// held.
 func (b *batch[T]) decide(reason Reason, decider int) {
 	b.decided = true
 	b.reason = reason
 	b.decider = decider
 	b.claim.Or(stopBit)
+	if reason != 0 && b.final && b.sc != nil && (reason != ReasonTimedOut || b.kind == "Settle") {
+		if b.ctx == nil {
+			// Restoring: the branches restored after this one are
+			// Cancelled, which restore tells once it has counted them all.
+			b.decidedInRestore = true
+			return
+		}
+		b.takeDecision()
+	}
+}
+
+// takeDecision takes the decision to journal from the batch's statuses, final
+// now. Called with b.mu held, or while restoring.
+func (b *batch[T]) takeDecision() {
+	dec, err := b.decision()
+	if err != nil {
+		b.abort = err
+		return
+	}
+	b.pending = dec
+}
+
+// unlock releases b.mu, then journals the decision taken under it, if any.
+func (b *batch[T]) unlock() {
+	dec := b.pending
+	b.pending = nil
+	b.mu.Unlock()
+	if dec != nil {
+		b.journalDecision(dec)
+	}
 }
 
 // checkDone decides the batch when its context ended for a reason of its own:
@@ -227,11 +293,12 @@ func (b *batch[T]) checkDone() {
 	if b.decided || b.ctx == nil || b.ctx.Err() == nil {
 		return
 	}
-	b.decide(ReasonTimedOut, -1)
 	if b.parent.Err() != nil {
-		b.reason = 0
 		b.abort = context.Cause(b.parent)
+		b.decide(0, -1)
+		return
 	}
+	b.decide(ReasonTimedOut, -1)
 }
 
 // claimLocked returns the next index to dispatch, skipping restored branches,
@@ -272,6 +339,11 @@ func (b *batch[T]) work(i int) {
 	}
 	for w.i >= 0 {
 		b.steps(&w)
+		if p := w.panicked; p != nil {
+			w.panicked = nil
+			var zero T
+			w.i = b.countNow(w.i, zero, p)
+		}
 	}
 }
 
@@ -293,7 +365,7 @@ func (b *batch[T]) exit(w *worker) {
 		}
 		b.wake()
 		next := b.claimLocked()
-		b.mu.Unlock()
+		b.unlock()
 		if next >= 0 {
 			b.wg.Add(1)
 			go b.work(next)
@@ -303,14 +375,17 @@ func (b *batch[T]) exit(w *worker) {
 }
 
 // steps runs branches without a journal, from w.i on, until none is left or
-// one panics. It recovers a panic once per panic rather than deferring a
-// recover for every branch: under a cap, a no-op branch is only tens of
-// nanoseconds.
+// one panics, and leaves a panic in w.panicked. It recovers a panic once per
+// panic rather than deferring a recover for every branch: under a cap, a
+// no-op branch is only tens of nanoseconds. A panic is told from a normal
+// return by a flag, not by recover's value, which is nil for panic(nil) under
+// GODEBUG=panicnil=1; a branch that calls runtime.Goexit never returns here,
+// and exit counts it.
 func (b *batch[T]) steps(w *worker) {
+	normal := false
 	defer func() {
-		if r := recover(); r != nil {
-			var zero T
-			w.i = b.countNow(w.i, zero, &PanicError{Value: r, Stack: debug.Stack()})
+		if !normal {
+			w.panicked = &PanicError{Value: recover(), Stack: debug.Stack()}
 		}
 	}()
 	for w.i >= 0 {
@@ -329,6 +404,7 @@ func (b *batch[T]) steps(w *worker) {
 		}
 		w.i = b.countNow(w.i, v, err)
 	}
+	normal = true
 }
 
 // countNow counts branch i's outcome and claims the next branch.
@@ -336,7 +412,7 @@ func (b *batch[T]) countNow(i int, v T, err error) int {
 	b.mu.Lock()
 	b.count(i, v, err, nil, false)
 	next := b.claimLocked()
-	b.mu.Unlock()
+	b.unlock()
 	return next
 }
 
@@ -347,7 +423,16 @@ func (b *batch[T]) countNow(i int, v T, err error) int {
 // memory.
 func (b *batch[T]) stepJournaled(w *worker, i int) int {
 	key := b.key(i)
-	v, err := b.call(b.sc.childContext(b.ctx, key), i)
+	// The item's digest is taken before the branch runs: fn may change the
+	// item.
+	var digest string // does not escape: no allocation
+	if b.digestOf != nil {
+		sum := b.digestOf(i)
+		digest = string(sum[:])
+	}
+	codec := b.codecOf(i)
+	start := time.Now()
+	v, err := b.call(b.sc.childContext(b.ctx, b.parent, key, codec), i)
 	if err != nil && !permanent(err) {
 		return b.countNow(i, v, err)
 	}
@@ -356,12 +441,7 @@ func (b *batch[T]) stepJournaled(w *worker, i int) int {
 	// seq up.
 	seq := b.seq.Add(1) - 1
 	w.seq, w.checkpointing = seq, true
-	var digest string // does not escape: no allocation
-	if b.digestOf != nil {
-		sum := b.digestOf(i)
-		digest = string(sum[:])
-	}
-	v, err, jerr := checkpoint(b.parent, b.sc, key, seq, digest, v, err)
+	v, err, jerr := checkpoint(b.sc.writeContext(b.parent), b.sc, key, seq, digest, start, codec, v, err)
 	w.checkpointing = false
 	if jerr != nil {
 		b.mu.Lock()
@@ -369,7 +449,7 @@ func (b *batch[T]) stepJournaled(w *worker, i int) int {
 		b.park(slotOf[T]{seq: seq, skip: true})
 		b.drain()
 		b.wake()
-		b.mu.Unlock()
+		b.unlock()
 		return -1 // the batch has decided
 	}
 	return b.checkpointed(w, slotOf[T]{seq: seq, i: i, v: v, err: err})
@@ -384,7 +464,7 @@ func (b *batch[T]) checkpointed(w *worker, o slotOf[T]) int {
 	if o.seq != b.countNext {
 		if b.claim.Load() >= uint64(b.n) { // stopped, or every branch claimed
 			b.park(o) // nothing to hand this worker: it leaves
-			b.mu.Unlock()
+			b.unlock()
 			return -1
 		}
 		if w.wake == nil {
@@ -392,7 +472,7 @@ func (b *batch[T]) checkpointed(w *worker, o slotOf[T]) int {
 		}
 		o.wake = w.wake
 		b.park(o)
-		b.mu.Unlock()
+		b.unlock()
 		return <-w.wake
 	}
 	b.countNext++
@@ -400,28 +480,41 @@ func (b *batch[T]) checkpointed(w *worker, o slotOf[T]) int {
 	b.drain()
 	next := b.claimLocked() // this worker's own first, as if it had counted alone
 	b.wake()
-	b.mu.Unlock()
+	b.unlock()
 	return next
+}
+
+// codecOf is the codec of branch i.
+func (b *batch[T]) codecOf(i int) Codec {
+	if b.codecs != nil && b.codecs[i] != nil {
+		return b.codecs[i]
+	}
+	return b.codec
 }
 
 // key is the journal key of branch i.
 func (b *batch[T]) key(i int) string {
 	if b.digestOf == nil {
-		return b.prefix + escapeName(b.nameOf(i))
+		return b.prefix + record.Escape(b.nameOf(i))
 	}
 	// Named by index: one allocation.
 	var buf [64]byte
 	return string(strconv.AppendInt(append(buf[:0], b.prefix...), int64(i), 10))
 }
 
-// call runs the branch function, turning a panic into a *PanicError.
+// call runs the branch function, turning a panic into a *PanicError: panic(nil)
+// too, which recover reports as nil under GODEBUG=panicnil=1. A Goexit sets
+// err as well, but never returns it.
 func (b *batch[T]) call(ctx context.Context, i int) (v T, err error) {
+	normal := false
 	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Value: r, Stack: debug.Stack()}
+		if !normal {
+			err = &PanicError{Value: recover(), Stack: debug.Stack()}
 		}
 	}()
-	return b.fn(ctx, i)
+	v, err = b.fn(ctx, i)
+	normal = true
+	return v, err
 }
 
 // park puts o in the reorder buffer. Called with b.mu held.

@@ -1,22 +1,31 @@
 package durable
 
+import "github.com/durable-go/durable/internal/record"
+
 // Exported for the tests of package durable_test.
 
-// DecodeRecord decodes a journal record and encodes it again.
-func DecodeRecord(b []byte) (reencoded []byte, err error) {
-	r, err := decodeRecord(b)
+// DecodeRecord decodes the journal record stored under key and encodes it
+// again.
+func DecodeRecord(key string, b []byte) (reencoded []byte, err error) {
+	r, err := record.Decode(key, b)
 	if err != nil {
 		return nil, err
 	}
-	return r.encode(), nil
+	return r.Encode(key), nil
 }
 
 // EscapeName is the key encoding of one name.
-var EscapeName = escapeName
+var EscapeName = record.Escape
 
 // ItemDigest is the digest journaled with a FanOut item.
 func ItemDigest(item any) string {
 	d := itemDigest(item)
+	return string(d[:])
+}
+
+// ItemDigestV1 is the digest record format version 1 journaled.
+func ItemDigestV1(item any) string {
+	d := itemDigestV1(item)
 	return string(d[:])
 }
 

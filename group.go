@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/durable-go/durable/internal/record"
 )
 
 // Group runs branches of different result types: [Go] starts each one and
@@ -38,6 +40,7 @@ type Group struct {
 	cancel context.CancelCauseFunc
 	limit  int
 	sc     *scope
+	codec  Codec // the branches'; nil: encoding/json
 	prefix string
 	wg     sync.WaitGroup
 
@@ -47,7 +50,8 @@ type Group struct {
 	err     error // the group's failure, once it has one
 	names   map[string]int
 	n       int
-	running int
+	running int // workers running branches
+	lookups int // Go calls looking their branch up in the journal
 	queue   []groupJob
 	waited  bool // Wait was called: Go is refused
 	done    bool // Wait returned: the Futures and the group's error are final
@@ -73,6 +77,7 @@ func NewGroup(ctx context.Context, name string, opts ...Option) *Group {
 	start := time.Now()
 	if sc := scopeOf(ctx); sc != nil {
 		g.sc = sc
+		g.codec = cfg.codecOr(sc.codec)
 		if err := g.open(ctx, &start); err != nil {
 			g.err = err
 			return g
@@ -99,15 +104,18 @@ func (g *Group) open(ctx context.Context, start *time.Time) error {
 	key = g.prefix + "!h"
 	head, err := g.sc.get(ctx, key)
 	if err == nil && head == nil {
-		head, _, err = g.sc.put(ctx, key, &record{kind: kindHead, start: start.UnixNano()})
+		head, _, err = g.sc.put(ctx, key, record.NewHead(start.UnixNano(), "Group", failFast.String(), 0, nil))
 	}
 	if err != nil {
 		return err
 	}
-	if err := checkKind(key, head, kindHead); err != nil {
+	if err := checkKind(key, head, record.KindHead); err != nil {
 		return err
 	}
-	*start = time.Unix(0, head.start)
+	if d := record.DiffHead(head, "Group", failFast.String(), 0, nil); d != "" {
+		return fmt.Errorf("%w: Group %q: %s", ErrNondeterministic, g.name, d)
+	}
+	*start = time.Unix(0, head.Start)
 	return nil
 }
 
@@ -167,23 +175,34 @@ func (f *Future[T]) Get() (T, error) {
 // Go starts fn as a branch of g named name, or queues it under the group's cap,
 // and returns its Future. The name must be non-empty and unique in the group; a
 // bad name or a nil fn fails the group ([ErrDuplicateName] for a repeated name).
-// Go must not be called after Wait.
+//
+// With a journal, Go first looks the branch up: a journaled success is the
+// Future's value whatever became of the group (a failure or a deadline since),
+// and a journaled permanent failure fails the group; only a branch with nothing
+// journaled runs, and only while the group has not failed.
+//
+// As with errgroup, a running branch may call Go, also while Wait waits: Wait
+// then waits for the new branch too. Go called once Wait has returned, or after
+// Wait was called when no branch is running, fails with an error and starts
+// nothing.
 func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *Future[T] {
 	f := &Future[T]{g: g}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	i := g.n
 	g.n++
-	if g.waited {
+	if g.done || g.waited && g.running == 0 && g.lookups == 0 {
 		f.err = fmt.Errorf("durable: Group %q: Go(%q) called after Wait", g.name, name)
 		return f
 	}
-	g.checkDone()
-	if g.err != nil {
+	if g.ctx == nil { // NewGroup failed
 		f.err = g.err
 		return f
 	}
 	bad := checkStep(name, fn)
+	if bad == nil && g.sc != nil {
+		bad = checkEncodable[T](g.codec)
+	}
 	if j, dup := g.names[name]; dup && bad == nil {
 		bad = fmt.Errorf("%w: branches %d and %d are both %q", ErrDuplicateName, j, i, name)
 	}
@@ -196,19 +215,22 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 
 	var key string
 	if g.sc != nil {
-		// Look for a journaled outcome without holding the lock, so that other
-		// branches can finish meanwhile; the WaitGroup keeps Wait waiting.
-		key = g.prefix + escapeName(name)
+		// Look for a journaled outcome first, whatever the group's state,
+		// and without holding the lock, so that other branches can finish
+		// meanwhile; the WaitGroup keeps Wait waiting.
+		key = g.prefix + record.Escape(name)
 		g.wg.Add(1)
+		g.lookups++
 		g.mu.Unlock()
 		r, err := g.sc.get(g.parent, key)
 		g.mu.Lock()
+		g.lookups--
 		g.wg.Done()
 		if err != nil || r != nil {
 			var v T
 			var ferr error
 			if err == nil {
-				v, ferr, err = outcome[T](key, r)
+				v, ferr, err = outcome[T](key, r, g.codec)
 			}
 			switch {
 			case err != nil:
@@ -222,11 +244,11 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 			}
 			return f
 		}
-		g.checkDone()
-		if g.err != nil { // the group failed meanwhile
-			f.err = g.err
-			return f
-		}
+	}
+	g.checkDone()
+	if g.err != nil {
+		f.err = g.err
+		return f
 	}
 
 	job := groupJob{
@@ -252,12 +274,13 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 			}()
 			ctx := g.ctx
 			if g.sc != nil {
-				ctx = g.sc.childContext(ctx, key)
+				ctx = g.sc.childContext(ctx, g.parent, key, g.codec)
 			}
+			start := time.Now()
 			fv, ferr := callGroup(ctx, fn)
 			if g.sc != nil {
 				var jerr error
-				fv, ferr, jerr = checkpoint(g.parent, g.sc, key, 0, "", fv, ferr)
+				fv, ferr, jerr = checkpoint(g.sc.writeContext(g.parent), g.sc, key, 0, "", start, g.codec, fv, ferr)
 				if jerr != nil {
 					ferr = jerr
 				}
@@ -294,13 +317,17 @@ func (g *Group) work(job groupJob) {
 	}
 }
 
+// callGroup runs fn, turning a panic into a *PanicError, as batch.call does.
 func callGroup[T any](ctx context.Context, fn func(context.Context) (T, error)) (v T, err error) {
+	normal := false
 	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Value: r, Stack: debug.Stack()}
+		if !normal {
+			err = &PanicError{Value: recover(), Stack: debug.Stack()}
 		}
 	}()
-	return fn(ctx)
+	v, err = fn(ctx)
+	normal = true
+	return v, err
 }
 
 // Wait waits for every branch started with Go and returns the group's first

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -25,6 +26,7 @@ type config struct {
 	completions []Completion
 	completion  bool // WithCompletion was given
 	key         any  // func(I) string, from WithKey
+	codec       Codec
 	errs        []error
 }
 
@@ -39,6 +41,22 @@ func newConfig(opts []Option) config {
 }
 
 func (c *config) err() error { return errors.Join(c.errs...) }
+
+// checkStepOptions reports the options given to NewStep that apply to
+// combinators only.
+func (c *config) checkStepOptions() {
+	if c.limit != 0 || c.timeout != 0 || c.completion || c.key != nil {
+		c.errs = append(c.errs, errors.New("durable: WithMaxConcurrency, WithTimeout, WithCompletion and WithKey apply to combinators, not to NewStep"))
+	}
+}
+
+// codecOr is the codec c names, or inherited when it names none. c may be nil.
+func (c *config) codecOr(inherited Codec) Codec {
+	if c != nil && c.codec != nil {
+		return c.codec
+	}
+	return inherited
+}
 
 // WithMaxConcurrency keeps at most n branches running at once; the others wait
 // their turn in input order. n must be at least 1. The default is unlimited.
@@ -148,6 +166,25 @@ func (r rule) decide(succeeded, failed, total int) (Reason, bool) {
 		return ReasonAllCompleted, true
 	}
 	return 0, false
+}
+
+// String describes the rule; the description is journaled in the head of a
+// combinator, and compared on resume.
+func (r rule) String() string {
+	if r.firstDone {
+		return "first to finish"
+	}
+	var parts []string
+	if r.minSuccess > 0 {
+		parts = append(parts, "min successful "+strconv.Itoa(r.minSuccess))
+	}
+	if r.maxFailures >= 0 {
+		parts = append(parts, "tolerated failures "+strconv.Itoa(r.maxFailures))
+	}
+	if len(parts) == 0 {
+		return "all completed"
+	}
+	return strings.Join(parts, ", ")
 }
 
 var (

@@ -48,7 +48,8 @@ func Race[T any](ctx context.Context, name string, steps []Step[T], opts ...Opti
 //
 // With a journal, a completed Any is final, as [Race] is: the winner, or the set
 // of failures, is journaled and replayed. An empty list of steps is an error.
-// After a [WithTimeout] deadline Any returns an error matching [ErrTimeout].
+// After a [WithTimeout] deadline Any returns an error matching [ErrTimeout],
+// joined with the failures seen before it.
 // Cost: Race's.
 func Any[T any](ctx context.Context, name string, steps []Step[T], opts ...Option) (T, error) {
 	var zero T
@@ -59,10 +60,7 @@ func Any[T any](ctx context.Context, name string, steps []Step[T], opts ...Optio
 	if err := b.exec(ctx, rule{maxFailures: -1, minSuccess: 1}, true); err != nil {
 		return zero, err
 	}
-	switch b.reason {
-	case ReasonTimedOut:
-		return zero, b.timeoutErr()
-	case ReasonMinSuccessfulReached:
+	if b.reason == ReasonMinSuccessfulReached {
 		return b.values[b.decider], nil
 	}
 	errs := make([]error, 0, b.n)
@@ -70,6 +68,10 @@ func Any[T any](ctx context.Context, name string, steps []Step[T], opts ...Optio
 		if Status(b.status[i]) == StatusFailed {
 			errs = append(errs, b.branchErr(i))
 		}
+	}
+	if b.reason == ReasonTimedOut {
+		// The failures seen before the deadline, joined with it.
+		return zero, errors.Join(append([]error{b.timeoutErr()}, errs...)...)
 	}
 	return zero, fmt.Errorf("durable: Any %q: all %d branches failed: %w", name, b.n, errors.Join(errs...))
 }

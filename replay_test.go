@@ -273,7 +273,6 @@ type payload struct {
 	At     time.Time
 	Count  *int
 	None   map[string]int
-	secret string
 }
 
 func newPayload() payload {
@@ -283,7 +282,6 @@ func newPayload() payload {
 		Ratio:  2.0 / 3.0,
 		At:     time.Now(), // with a monotonic reading, in time.Local
 		Count:  &n,
-		secret: "not encoded",
 	}
 }
 
@@ -313,7 +311,6 @@ func TestReplayLiveValueIsTheDecodedValue(t *testing.T) {
 		live, err := step.Run(ctx())
 		require.NoError(t, err)
 		require.Equal(t, roundTrip(t, orig), live, "the live value is not the decoded one")
-		require.Empty(t, live.secret)
 		require.NotEqual(t, orig, live) // the test would prove nothing otherwise
 		replay, err := step.Run(ctx())
 		require.NoError(t, err)
@@ -339,7 +336,6 @@ func TestReplayLiveValueIsTheDecodedValue(t *testing.T) {
 		plain, err := step.Run(t.Context())
 		require.NoError(t, err)
 		require.Equal(t, orig, plain)
-		require.Equal(t, "not encoded", plain.secret)
 	})
 }
 

@@ -6,25 +6,26 @@ package durable
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
-	"math/bits"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/durable-go/durable/internal/record"
+	"github.com/durable-go/durable/journal"
 )
 
 // open prepares a journaled batch: it journals the head (start time and branch
 // set), or checks the journaled one, and returns the journaled decision of a
 // final combinator, if any. Restored branches are counted, in their original
 // completion order.
-func (b *batch[T]) open(ctx context.Context, final bool) (*record, error) {
+func (b *batch[T]) open(ctx context.Context, final bool) (*record.Record, error) {
 	key, err := b.sc.key(b.name)
 	if err != nil {
 		return nil, err
 	}
 	b.prefix = key + "/"
-	headKey := b.prefix + "!h"
+	headKey := b.prefix + record.HeadSegment
 	head, err := b.sc.get(ctx, headKey)
 	if err != nil {
 		return nil, err
@@ -32,7 +33,7 @@ func (b *batch[T]) open(ctx context.Context, final bool) (*record, error) {
 	if head == nil {
 		var mine bool
 		// Branches named by index need no names in the head: the count says it all.
-		head, mine, err = b.sc.put(ctx, headKey, newHead(b.start, b.n, b.headNames()))
+		head, mine, err = b.sc.put(ctx, headKey, record.NewHead(b.start.UnixNano(), b.kind, b.rule.String(), b.n, b.headNames()))
 		if err != nil {
 			return nil, err
 		}
@@ -40,20 +41,20 @@ func (b *batch[T]) open(ctx context.Context, final bool) (*record, error) {
 			return nil, nil // a fresh batch: nothing to restore
 		}
 	}
-	if err := checkKind(headKey, head, kindHead); err != nil {
+	if err := checkKind(headKey, head, record.KindHead); err != nil {
 		return nil, err
 	}
-	if d := diffHead(head, b.n, b.headNames()); d != "" {
+	if d := record.DiffHead(head, b.kind, b.rule.String(), b.n, b.headNames()); d != "" {
 		return nil, fmt.Errorf("%w: %s %q: %s", ErrNondeterministic, b.kind, b.name, d)
 	}
-	b.start = time.Unix(0, head.start)
+	b.start = time.Unix(0, head.Start)
 	b.head = head
 	if err := b.loadRestored(ctx); err != nil {
 		return nil, err
 	}
 	if final {
-		key := b.prefix + "!d"
-		dec, ok := b.restored["!d"]
+		key := b.prefix + record.DecisionSegment
+		dec, ok := b.restored[record.DecisionSegment]
 		if b.restored == nil {
 			dec, err = b.sc.get(ctx, key)
 			if err != nil {
@@ -62,7 +63,7 @@ func (b *batch[T]) open(ctx context.Context, final bool) (*record, error) {
 			ok = dec != nil
 		}
 		if ok {
-			if err := checkKind(key, dec, kindDecision); err != nil {
+			if err := checkKind(key, dec, record.KindDecision); err != nil {
 				return nil, err
 			}
 			return dec, nil
@@ -72,24 +73,33 @@ func (b *batch[T]) open(ctx context.Context, final bool) (*record, error) {
 }
 
 // loadRestored loads every branch record in one call when the journal can scan.
+// It checks every entry under the batch's prefix, nested ones included, so that
+// an entry whose key was damaged is reported as corrupt rather than missed.
 func (b *batch[T]) loadRestored(ctx context.Context) error {
-	s, ok := b.sc.j.(interface {
-		Scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error
-	})
+	s, ok := b.sc.j.(journal.Scanner)
 	if !ok {
 		return nil
 	}
-	b.restored = make(map[string]*record)
-	err := s.Scan(ctx, b.prefix, func(key string, value []byte) error {
+	b.restored = make(map[string]*record.Record)
+	var corrupt error
+	err := journalScan(ctx, s, b.prefix, func(key string, value []byte) error {
 		seg := key[len(b.prefix):]
-		if strings.IndexByte(seg, '/') >= 0 || seg == "!h" {
-			return nil // a nested step's record, or the head
+		if strings.IndexByte(seg, '/') >= 0 || seg == record.HeadSegment {
+			// A nested step's record, read when its step runs, or the head,
+			// read already: only checked.
+			if err := record.Verify(key, value); err != nil && corrupt == nil {
+				corrupt = err
+			}
+			return nil
 		}
 		// A success keeps a slice of what it decodes, and value may be reused
 		// by the journal once fn returns: keep a copy.
-		r, err := decodeRecord(slices.Clone(value))
+		r, err := record.Decode(key, slices.Clone(value))
 		if err != nil {
-			return fmt.Errorf("durable: journal key %q: %w", key, err)
+			if corrupt == nil {
+				corrupt = err
+			}
+			return nil
 		}
 		b.restored[seg] = r
 		return nil
@@ -97,12 +107,25 @@ func (b *batch[T]) loadRestored(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("durable: journal scan %q: %w", b.prefix, err)
 	}
-	return nil
+	return corrupt
 }
 
-// record returns the journaled record of branch i, or nil.
-func (b *batch[T]) record(ctx context.Context, i int) (string, *record, error) {
-	seg := escapeName(b.nameOf(i))
+// journalScan is s.Scan, with a panic in it returned as an error.
+func journalScan(ctx context.Context, s journal.Scanner, prefix string, fn func(key string, value []byte) error) (err error) {
+	normal := false
+	defer func() {
+		if !normal {
+			err = journalPanic(recover())
+		}
+	}()
+	err = s.Scan(ctx, prefix, fn)
+	normal = true
+	return err
+}
+
+// branchRecord returns the journaled record of branch i, or nil.
+func (b *batch[T]) branchRecord(ctx context.Context, i int) (string, *record.Record, error) {
+	seg := record.Escape(b.nameOf(i))
 	key := b.prefix + seg
 	if b.restored != nil {
 		return key, b.restored[seg], nil
@@ -120,25 +143,42 @@ func (b *batch[T]) restore(ctx context.Context) error {
 		err error
 	}
 	var all []found
+	var late []int
+	// A Settle that timed out is final: a branch that finished after its
+	// deadline was not counted by the run that stored it, which decided at the
+	// deadline, while the branch ran. A resumed run whose decision was not
+	// journaled counts it as that run did: Cancelled.
+	var deadline int64
+	if b.kind == "Settle" && b.cfg.timeout > 0 {
+		deadline = b.start.Add(b.cfg.timeout).UnixNano()
+	}
 	for i := range b.n {
-		key, r, err := b.record(ctx, i)
+		key, r, err := b.branchRecord(ctx, i)
 		if err != nil {
 			return err
 		}
 		if r == nil {
 			continue
 		}
-		v, ferr, err := outcome[T](key, r)
-		if err != nil {
-			return err
+		if deadline != 0 && r.Finished > deadline {
+			late = append(late, i)
+			continue
 		}
 		if b.digestOf != nil {
-			if d := b.digestOf(i); r.itemDigest != string(d[:]) {
+			d := b.digestOf(i)
+			if r.Version == record.Version1 {
+				d = b.digestV1Of(i)
+			}
+			if r.ItemDigest != string(d[:]) {
 				return fmt.Errorf("%w: %s %q: journal key %q holds the result of another item at index %d",
 					ErrNondeterministic, b.kind, b.name, key, i)
 			}
 		}
-		all = append(all, found{seq: r.seq, i: i, v: v, err: ferr})
+		v, ferr, err := outcome[T](key, r, b.codecOf(i))
+		if err != nil {
+			return err
+		}
+		all = append(all, found{seq: r.Seq, i: i, v: v, err: ferr})
 	}
 	slices.SortFunc(all, func(x, y found) int {
 		if x.seq != y.seq {
@@ -156,6 +196,12 @@ func (b *batch[T]) restore(ctx context.Context) error {
 			b.seq.Store(f.seq + 1)
 		}
 	}
+	for _, i := range late {
+		b.status[i] = statusRunning // never dispatched again; Cancelled in the result
+	}
+	if b.decidedInRestore {
+		b.takeDecision()
+	}
 	b.countNext = b.seq.Load()
 	return nil
 }
@@ -163,54 +209,54 @@ func (b *batch[T]) restore(ctx context.Context) error {
 // decision is the journal record of a completed batch. It lists the branches
 // in the order of the journaled head, the order replay maps from: a resumed run
 // may list them in another.
-func (b *batch[T]) decision() (*record, error) {
+func (b *batch[T]) decision() (*record.Record, error) {
 	at, err := b.reorder()
 	if err != nil {
 		return nil, err
 	}
-	r := &record{kind: kindDecision, reason: b.reason, winner: -1, statuses: make([]Status, b.n)}
+	r := &record.Record{Kind: record.KindDecision, Decided: time.Now().UnixNano(), Reason: uint8(b.reason), Winner: -1, Statuses: make([]uint8, b.n)}
 	for j := range b.n {
 		i := at(j)
-		r.statuses[j] = b.finalStatus(i)
+		s := b.finalStatus(i)
+		r.Statuses[j] = uint8(s)
 		if i == b.decider {
-			r.winner = j
+			r.Winner = j
 		}
-		if r.statuses[j] == StatusFailed {
-			err := b.errs[i]
-			r.failures = append(r.failures, failureRec{index: j, typeName: typeName(err), msg: err.Error()})
+		if s == StatusFailed {
+			r.Failures = append(r.Failures, record.Failure{Index: j, Err: journalError(b.errs[i])})
 		}
 	}
 	return r, nil
 }
 
-// commit journals the decision of a completed final batch. If another run
-// decided first, the batch takes that decision.
-func (b *batch[T]) commit(ctx context.Context) error {
-	if b.sc == nil || b.abort != nil {
-		return nil
+// journalDecision journals the decision of a final batch, made a moment ago.
+// If another run decided first, its decision is adopted once the branches have
+// returned. A decision whose write fails ends the call with the error: it is
+// not final. Decisions are written whatever the caller's context says since:
+// the decision was made. Called without b.mu.
+func (b *batch[T]) journalDecision(dec *record.Record) {
+	ctx := context.WithoutCancel(b.sc.writeContext(b.parent))
+	stored, mine, err := b.sc.put(ctx, b.prefix+record.DecisionSegment, dec)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case err != nil:
+		if b.abort == nil {
+			b.abort = err
+		}
+	case !mine:
+		b.adopted = stored
 	}
-	if b.reason == ReasonTimedOut && b.kind != "Settle" {
-		return nil // Race and Any return an error: not final
-	}
-	dec, err := b.decision()
-	if err != nil {
-		return err
-	}
-	stored, mine, err := b.sc.put(ctx, b.prefix+"!d", dec)
-	if err != nil || mine {
-		return err
-	}
-	return b.replay(ctx, stored)
 }
 
 // replay sets the batch's final state from a journaled decision.
-func (b *batch[T]) replay(ctx context.Context, dec *record) error {
-	key := b.prefix + "!d"
-	if err := checkKind(key, dec, kindDecision); err != nil {
+func (b *batch[T]) replay(ctx context.Context, dec *record.Record) error {
+	key := b.prefix + record.DecisionSegment
+	if err := checkKind(key, dec, record.KindDecision); err != nil {
 		return err
 	}
-	if len(dec.statuses) != b.n {
-		return fmt.Errorf("durable: journal key %q: %w: %d statuses for %d branches", key, errCorrupt, len(dec.statuses), b.n)
+	if len(dec.Statuses) != b.n {
+		return fmt.Errorf("durable: journal key %q: %w: %d statuses for %d branches", key, ErrCorrupt, len(dec.Statuses), b.n)
 	}
 	// The decision lists branches in the order of the run that made it; the
 	// code may now list the same set in another order.
@@ -220,8 +266,8 @@ func (b *batch[T]) replay(ctx context.Context, dec *record) error {
 	}
 	b.errs = nil
 	b.succeeded, b.failed = 0, 0
-	for _, f := range dec.failures {
-		b.setErr(at(f.index), &replayedError{typeName: f.typeName, msg: f.msg})
+	for _, f := range dec.Failures {
+		b.setErr(at(f.Index), replayed(f.Err))
 	}
 	// A branch whose Fn ran in this process (another worker's decision won
 	// the write) is not replayed, whatever the decision says of it.
@@ -229,24 +275,26 @@ func (b *batch[T]) replay(ctx context.Context, dec *record) error {
 	for i := range b.n {
 		ranHere[i] = b.status[i] != 0 && !b.replayed[i]
 	}
-	for j, s := range dec.statuses {
+	for j, s := range dec.Statuses {
 		i := at(j)
-		b.status[i] = uint8(s)
-		b.replayed[i] = !ranHere[i]
+		b.status[i] = s
+		// Replayed: the outcome came from the journal. Cancelled and
+		// NotStarted branches have none.
+		b.replayed[i] = !ranHere[i] && (Status(s) == StatusSucceeded || Status(s) == StatusFailed)
 		var zero T
 		b.values[i] = zero
-		switch s {
+		switch Status(s) {
 		case StatusSucceeded:
-			k, r, err := b.record(ctx, i)
+			k, r, err := b.branchRecord(ctx, i)
 			if err != nil {
 				return err
 			}
 			if r == nil {
-				return fmt.Errorf("durable: journal key %q: %w: the decision counts it a success but it holds nothing", k, errCorrupt)
+				return fmt.Errorf("durable: journal key %q: %w: the decision counts it a success but it holds nothing", k, ErrCorrupt)
 			}
-			v, ferr, err := outcome[T](k, r)
+			v, ferr, err := outcome[T](k, r, b.codecOf(i))
 			if err == nil && ferr != nil {
-				err = fmt.Errorf("durable: journal key %q: %w: the decision counts it a success but it holds a failure", k, errCorrupt)
+				err = fmt.Errorf("durable: journal key %q: %w: the decision counts it a success but it holds a failure", k, ErrCorrupt)
 			}
 			if err != nil {
 				return err
@@ -255,23 +303,23 @@ func (b *batch[T]) replay(ctx context.Context, dec *record) error {
 			b.succeeded++
 		case StatusFailed:
 			if b.errs[i] == nil {
-				return fmt.Errorf("durable: journal key %q: %w: no error for failed branch %d", key, errCorrupt, i)
+				return fmt.Errorf("durable: journal key %q: %w: no error for failed branch %d", key, ErrCorrupt, i)
 			}
 			b.failed++
 		}
 	}
 	b.decided = true
-	b.reason = dec.reason
+	b.reason = Reason(dec.Reason)
 	b.decider = -1
-	if dec.winner >= 0 {
-		b.decider = at(dec.winner)
+	if dec.Winner >= 0 {
+		b.decider = at(dec.Winner)
 	}
 	// Only a deadline decides without a branch; otherwise the branch counted
 	// last decided, with its own outcome (Race and Any return it).
-	if dec.reason != ReasonTimedOut {
+	if b.reason != ReasonTimedOut {
 		ok := b.decider >= 0
 		if ok {
-			switch s := Status(b.status[b.decider]); dec.reason {
+			switch s := Status(b.status[b.decider]); b.reason {
 			case ReasonMinSuccessfulReached:
 				ok = s == StatusSucceeded
 			case ReasonFailureToleranceExceeded:
@@ -281,7 +329,7 @@ func (b *batch[T]) replay(ctx context.Context, dec *record) error {
 			}
 		}
 		if !ok {
-			return fmt.Errorf("durable: journal key %q: %w: no finished branch decided it", key, errCorrupt)
+			return fmt.Errorf("durable: journal key %q: %w: no finished branch decided it", key, ErrCorrupt)
 		}
 	}
 	return nil
@@ -298,10 +346,10 @@ func (b *batch[T]) headNames() func(int) string {
 
 // reorder maps a branch's index in the journaled head to its index now.
 func (b *batch[T]) reorder() (func(int) int, error) {
-	if b.head == nil || b.digestOf != nil || b.head.order == orderDigest(b.n, b.nameOf) {
+	if b.head == nil || b.digestOf != nil || b.head.Order == record.OrderDigest(b.n, b.nameOf) {
 		return func(j int) int { return j }, nil
 	}
-	if len(b.head.names) != b.n {
+	if len(b.head.Names) != b.n {
 		return nil, fmt.Errorf("%w: %s %q: the branches come in another order than when the decision was journaled, and there are too many to map it",
 			ErrNondeterministic, b.kind, b.name)
 	}
@@ -310,46 +358,8 @@ func (b *batch[T]) reorder() (func(int) int, error) {
 		now[b.nameOf(i)] = i
 	}
 	perm := make([]int, b.n)
-	for j, name := range b.head.names {
+	for j, name := range b.head.Names {
 		perm[j] = now[name] // the sets are equal: diffHead checked
 	}
 	return func(j int) int { return perm[j] }, nil
-}
-
-// itemDigest identifies a FanOut item, so that a resumed run notices an item
-// that changed at a journaled index.
-//
-// The digest is the 128-bit FNV-1a hash (see hash/fnv) of the item's JSON
-// encoding (of its %#v form if it has none), 16 bytes big-endian. Strings and
-// integers, the common items of a fan-out, skip the encoder: they hash their JSON
-// text, built directly. It guards against mistakes, not adversaries, so it uses
-// a hash cheap enough for every branch.
-func itemDigest[I any](item I) [16]byte {
-	var buf [64]byte
-	data, ok := appendScalarJSON(buf[:0], item)
-	if !ok {
-		var err error
-		data, err = encodeValue(item) // a panicking MarshalJSON is an error too
-		if err != nil {
-			data = fmt.Appendf(nil, "%#v", item)
-		}
-	}
-	var sum [16]byte
-	hi, lo := fnv128a(data)
-	binary.BigEndian.PutUint64(sum[:8], hi)
-	binary.BigEndian.PutUint64(sum[8:], lo)
-	return sum
-}
-
-// fnv128a is hash/fnv's New128a, without the allocations of a hash.Hash.
-func fnv128a(data []byte) (hi, lo uint64) {
-	const primeLower, primeShift = 0x13b, 24 // the prime is 2^88 + 0x13b
-	hi, lo = 0x6c62272e07bb0142, 0x62b821756295c58d
-	for _, c := range data {
-		lo ^= uint64(c)
-		h, l := bits.Mul64(primeLower, lo)
-		h += lo<<primeShift + primeLower*hi
-		hi, lo = h, l
-	}
-	return hi, lo
 }

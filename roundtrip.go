@@ -16,16 +16,19 @@ import (
 // itself: checkpoint then skips the decode, which for a struct is most of a
 // checkpoint's CPU in the engine.
 
-// decodeStored is decodeValue for data that this process wrote for v: v
-// itself, when decoding is known to give it back.
-func decodeStored[T any](key string, data []byte, v T) (T, error) {
+// decodeFresh is the value the caller gets for v, which c just encoded as
+// data: v itself, when decoding is known to give it back.
+func decodeFresh[T any](data []byte, v T, c Codec) (T, error) {
+	if c != nil {
+		return decodeCustom[T](data, c)
+	}
 	if s, ok := decodeScalar[T](data); ok {
 		return s, nil
 	}
 	if roundTrips(v) {
 		return v, nil
 	}
-	return decodeJSON[T](key, data)
+	return decodeJSON[T](data)
 }
 
 // roundTrips reports whether decoding v's encoding/json form into a new T

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"runtime/debug"
 	"strconv"
 	"sync"
 
+	"github.com/durable-go/durable/internal/record"
 	"github.com/durable-go/durable/journal"
 )
 
@@ -14,8 +17,14 @@ import (
 // scope is the execution; every branch of a journaled combinator, and every
 // Step.Run, opens a child scope under its own key.
 type scope struct {
-	j    journal.Journal
-	base string // the scope's key; keys in it are base + "/" + name
+	j     journal.Journal
+	base  string // the scope's key; keys in it are base + "/" + name
+	codec Codec  // inherited by what runs in the scope; nil: encoding/json
+	// caller bounds the checkpoints written in the scope: the context of the
+	// outermost call, which the decisions of the combinators between it and
+	// the scope do not cancel. nil in the execution's own scope: the context
+	// a call is given.
+	caller context.Context
 
 	mu   sync.Mutex
 	seen map[string]int // occurrences of each name used in this scope
@@ -38,7 +47,7 @@ func WithJournal(ctx context.Context, j journal.Journal, executionID string) con
 	if j == nil {
 		return context.WithValue(ctx, scopeKey{}, (*scope)(nil))
 	}
-	return context.WithValue(ctx, scopeKey{}, &scope{j: j, base: escapeName(executionID)})
+	return context.WithValue(ctx, scopeKey{}, &scope{j: j, base: record.Escape(executionID)})
 }
 
 func scopeOf(ctx context.Context) *scope {
@@ -68,20 +77,34 @@ func (s *scope) claim(name string) (string, error) {
 	s.seen[name]++
 	k := s.seen[name]
 	s.mu.Unlock()
-	seg := escapeName(name)
+	seg := record.Escape(name)
 	if k > 1 {
 		seg += "#" + strconv.Itoa(k)
 	}
 	return seg, nil
 }
 
-// childContext returns ctx carrying the child scope under key, in one
-// allocation: a branch's context is made for every branch of a journaled batch.
-func (s *scope) childContext(ctx context.Context, key string) context.Context {
+// childContext returns ctx carrying the child scope under key, whose codec is
+// codec, in one allocation: a branch's context is made for every branch of a
+// journaled batch. parent is the context of the call that opens the scope:
+// ctx without the call's own cancellation.
+func (s *scope) childContext(ctx, parent context.Context, key string, codec Codec) context.Context {
 	c := &scopeContext{Context: ctx}
 	c.s.j = s.j
 	c.s.base = key
+	c.s.codec = codec
+	c.s.caller = s.writeContext(parent)
 	return c
+}
+
+// writeContext is the context that checkpoints in the scope are written with,
+// for a call given ctx: the outermost caller's, so that a step that finished
+// is checkpointed whatever its siblings' batch decided since.
+func (s *scope) writeContext(ctx context.Context) context.Context {
+	if s.caller != nil {
+		return s.caller
+	}
+	return ctx
 }
 
 // scopeContext is a context.Context carrying a scope, like the one
@@ -108,58 +131,116 @@ func (c *scopeContext) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-func (s *scope) get(ctx context.Context, key string) (*record, error) {
-	b, ok, err := s.j.Get(ctx, key)
+func (s *scope) get(ctx context.Context, key string) (*record.Record, error) {
+	b, ok, err := journalGet(ctx, s.j, key)
 	if err != nil {
-		return nil, fmt.Errorf("durable: journal get %q: %w", key, err)
+		return nil, journalCallError(ctx, "get", key, err)
 	}
 	if !ok {
 		return nil, nil
 	}
-	r, err := decodeRecord(b)
-	if err != nil {
-		return nil, fmt.Errorf("durable: journal key %q: %w", key, err)
-	}
-	return r, nil
+	return record.Decode(key, b)
 }
 
 // put stores r under key and returns the record the key holds afterwards, and
 // whether it is r itself.
-func (s *scope) put(ctx context.Context, key string, r *record) (*record, bool, error) {
-	b := r.encode()
-	stored, err := s.j.Put(ctx, key, b)
+func (s *scope) put(ctx context.Context, key string, r *record.Record) (*record.Record, bool, error) {
+	b := r.Encode(key)
+	stored, err := journalPut(ctx, s.j, key, b)
 	if err != nil {
-		return nil, false, fmt.Errorf("durable: journal put %q: %w", key, err)
+		return nil, false, journalCallError(ctx, "put", key, err)
 	}
 	if string(stored) == string(b) {
 		return r, true, nil
 	}
-	got, err := decodeRecord(stored)
+	got, err := record.Decode(key, stored)
 	if err != nil {
-		return nil, false, fmt.Errorf("durable: journal key %q: %w", key, err)
+		return nil, false, err
 	}
 	return got, false, nil
 }
 
 // checkKind reports a record of the wrong kind under key.
-func checkKind(key string, r *record, kinds ...byte) error {
+func checkKind(key string, r *record.Record, kinds ...byte) error {
 	for _, k := range kinds {
-		if r.kind == k {
+		if r.Kind == k {
 			return nil
 		}
 	}
-	return fmt.Errorf("durable: journal key %q: %w: a %q record where %q was expected", key, errCorrupt, r.kind, kinds)
+	return fmt.Errorf("durable: journal key %q: %w: a %q record where %q was expected", key, ErrCorrupt, r.Kind, kinds)
 }
 
-// outcome turns a branch record into its result.
-func outcome[T any](key string, r *record) (T, error, error) {
+// outcome turns a branch record into its result; c is the codec the code
+// reads it with.
+func outcome[T any](key string, r *record.Record, c Codec) (T, error, error) {
 	var zero T
-	if err := checkKind(key, r, kindSuccess, kindFailure); err != nil {
+	if err := checkKind(key, r, record.KindSuccess, record.KindFailure); err != nil {
 		return zero, nil, err
 	}
-	if r.kind == kindFailure {
-		return zero, Permanent(&replayedError{typeName: r.typeName, msg: r.msg}), nil
+	if r.Kind == record.KindFailure {
+		return zero, Permanent(replayed(r.Err)), nil
 	}
-	v, err := decodeValue[T](key, r.value)
-	return v, nil, err
+	if name := codecName(c); r.Codec != name {
+		return zero, nil, fmt.Errorf("durable: journal key %q: %w: the value was written by %s, the code reads it with %s",
+			key, ErrNondeterministic, describeCodec(r.Codec), describeCodec(name))
+	}
+	v, err := decodeWith[T](r.Value, c)
+	if err != nil {
+		return zero, nil, fmt.Errorf("durable: journal key %q: %w: its value does not decode into %v: %v", key, ErrCorrupt, reflect.TypeFor[T](), err)
+	}
+	return v, nil, nil
+}
+
+func describeCodec(name string) string {
+	if name == "" {
+		return "the default codec (encoding/json)"
+	}
+	return "codec " + name
+}
+
+// journalCallError is the error of a journal call that failed with err. When the
+// call failed because ctx ended, it is ctx's cause, which callers test with
+// errors.Is.
+//
+//go:noinline
+func journalCallError(ctx context.Context, op, key string, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		err = context.Cause(ctx)
+	}
+	return fmt.Errorf("durable: journal %s %q: %w", op, key, err)
+}
+
+// journalGet is j.Get, with a panic in it returned as an error: it may run on
+// a worker's goroutine, beyond the caller's reach.
+func journalGet(ctx context.Context, j journal.Journal, key string) (b []byte, ok bool, err error) {
+	normal := false
+	defer func() {
+		if !normal {
+			err = journalPanic(recover())
+		}
+	}()
+	b, ok, err = j.Get(ctx, key)
+	normal = true
+	return b, ok, err
+}
+
+// journalPut is j.Put, with a panic in it returned as an error.
+func journalPut(ctx context.Context, j journal.Journal, key string, value []byte) (stored []byte, err error) {
+	normal := false
+	defer func() {
+		if !normal {
+			err = journalPanic(recover())
+		}
+	}()
+	stored, err = j.Put(ctx, key, value)
+	normal = true
+	return stored, err
+}
+
+// journalPanic is the error of a journal call that panicked with v. A
+// journal call that did not return normally and left nothing to recover
+// (panic(nil) under GODEBUG=panicnil=1) panicked too; one that called
+// runtime.Goexit does not reach the caller.
+func journalPanic(v any) error {
+	return fmt.Errorf("the journal panicked: %w", &PanicError{Value: v, Stack: debug.Stack()})
 }

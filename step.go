@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
+	"time"
+
+	"github.com/durable-go/durable/internal/record"
 )
 
 // Step is a named unit of work. The name is its identity in the journal: stable
@@ -12,11 +16,22 @@ import (
 type Step[T any] struct {
 	Name string
 	Fn   func(ctx context.Context) (T, error)
+
+	cfg *config // the options given to NewStep, or nil
 }
 
-// NewStep returns a Step with the given name and function.
-func NewStep[T any](name string, fn func(ctx context.Context) (T, error)) Step[T] {
-	return Step[T]{Name: name, Fn: fn}
+// NewStep returns a Step with the given name and function. The options that
+// apply to a step — [WithCodec], for one — apply to this one, and win over a
+// combinator's; the others are an error reported when the step runs, or by the
+// combinator it is given to, before anything runs.
+func NewStep[T any](name string, fn func(ctx context.Context) (T, error), opts ...Option) Step[T] {
+	s := Step[T]{Name: name, Fn: fn}
+	if len(opts) > 0 {
+		cfg := newConfig(opts)
+		cfg.checkStepOptions()
+		s.cfg = &cfg
+	}
+	return s
 }
 
 // Run executes the step durably in the scope carried by ctx: it returns the
@@ -29,7 +44,7 @@ func NewStep[T any](name string, fn func(ctx context.Context) (T, error)) Step[T
 // name in the same scope gives the step the key name#2, then name#3: sequential
 // repeats are deterministic, concurrent ones in one scope are not and need
 // distinct names. Combinators and steps that Fn calls with its ctx checkpoint
-// under the step's key.
+// under the step's key, with the step's codec unless they name their own.
 //
 // Run does not recover panics: a panic in Fn propagates to the caller, as in a
 // plain call. Combinators do recover them.
@@ -38,12 +53,21 @@ func (s Step[T]) Run(ctx context.Context) (T, error) {
 	if err := checkStep(s.Name, s.Fn); err != nil {
 		return zero, err
 	}
+	if s.cfg != nil {
+		if err := s.cfg.err(); err != nil {
+			return zero, fmt.Errorf("step %q: %w", s.Name, err)
+		}
+	}
 	if ctx == nil {
 		return zero, fmt.Errorf("durable: step %q: nil context", s.Name)
 	}
 	sc := scopeOf(ctx)
 	if sc == nil {
 		return s.Fn(ctx)
+	}
+	codec := s.cfg.codecOr(sc.codec)
+	if err := checkEncodable[T](codec); err != nil {
+		return zero, fmt.Errorf("step %q: %w", s.Name, err)
 	}
 	key, err := sc.key(s.Name)
 	if err != nil {
@@ -53,14 +77,15 @@ func (s Step[T]) Run(ctx context.Context) (T, error) {
 		if err != nil {
 			return zero, err
 		}
-		v, ferr, err := outcome[T](key, r)
+		v, ferr, err := outcome[T](key, r, codec)
 		if err != nil {
 			return zero, err
 		}
 		return v, ferr
 	}
-	v, err := s.Fn(sc.childContext(ctx, key))
-	v, err, jerr := checkpoint(ctx, sc, key, 0, "", v, err)
+	start := time.Now()
+	v, err := s.Fn(sc.childContext(ctx, ctx, key, codec))
+	v, err, jerr := checkpoint(sc.writeContext(ctx), sc, key, 0, "", start, codec, v, err)
 	if jerr != nil {
 		return zero, jerr
 	}
@@ -81,59 +106,74 @@ func checkStep[T any](name string, fn func(context.Context) (T, error)) error {
 // outcome the caller must see: for a success, the value decoded from what the
 // journal holds (another writer's, if it won); for a permanent failure, the
 // failure, or the success another writer stored first. Plain failures are not
-// journaled. jerr reports a journal failure: then no success is reported.
-func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, itemDigest string, v T, err error) (T, error, error) {
+// journaled. A value that the codec cannot give back is not stored: it is the
+// branch's failure. jerr reports a journal failure: then no success is
+// reported.
+func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, itemDigest string, start time.Time, c Codec, v T, err error) (T, error, error) {
+	finished := time.Now()
 	if err != nil {
-		return checkpointFailure[T](ctx, sc, key, seq, itemDigest, err)
+		return checkpointFailure[T](ctx, sc, key, seq, itemDigest, start, finished, c, err)
 	}
 	// Every journaled success takes this path, on a worker's young stack: the
 	// record is built in one buffer, and whatever is rare is done elsewhere,
 	// to keep the frame small.
 	var zero T
-	b := appendSuccessHead(make([]byte, 0, 48), seq, itemDigest)
+	b := record.AppendSuccessHead(make([]byte, 0, 64), seq, itemDigest, finished.UnixNano(), int64(finished.Sub(start)), codecName(c))
 	head := len(b)
-	b, merr := appendValue(b, v)
+	b, merr := appendEncoded(b, v, c)
 	if merr != nil {
 		return zero, encodeError(key, merr), nil
 	}
-	stored, jerr := sc.j.Put(ctx, key, b)
+	if c == nil {
+		if cerr := checkJSONValue(v); cerr != nil {
+			return zero, valueError(key, cerr), nil
+		}
+	}
+	v, derr := decodeFresh(b[head:], v, c)
+	if derr != nil {
+		return zero, undecodableError[T](key, derr), nil
+	}
+	record.Seal(b, key)
+	stored, jerr := journalPut(ctx, sc.j, key, b)
 	if jerr != nil {
-		return zero, nil, putError(key, jerr)
+		return zero, nil, journalCallError(ctx, "put", key, jerr)
 	}
 	if string(stored) != string(b) {
-		return lostSuccess[T](key, itemDigest, stored)
+		return lostSuccess[T](key, itemDigest, c, stored)
 	}
-	v, jerr = decodeStored(key, b[head:], v)
-	return v, nil, jerr
+	return v, nil, nil
 }
 
 // checkpointFailure is checkpoint for a failure.
-func checkpointFailure[T any](ctx context.Context, sc *scope, key string, seq uint64, itemDigest string, err error) (T, error, error) {
+func checkpointFailure[T any](ctx context.Context, sc *scope, key string, seq uint64, itemDigest string, start, finished time.Time, c Codec, err error) (T, error, error) {
 	var zero T
 	if !permanent(err) {
 		return zero, err, nil
 	}
-	rec := &record{kind: kindFailure, seq: seq, itemDigest: strings.Clone(itemDigest), typeName: typeName(err), msg: err.Error()}
+	rec := &record.Record{
+		Kind: record.KindFailure, Seq: seq, ItemDigest: strings.Clone(itemDigest),
+		Finished: finished.UnixNano(), Ran: int64(finished.Sub(start)), Err: journalError(err),
+	}
 	stored, mine, jerr := sc.put(ctx, key, rec)
 	if jerr != nil {
 		return zero, nil, jerr
 	}
-	if mine && stored.kind == kindFailure {
+	if mine && stored.Kind == record.KindFailure {
 		return zero, err, nil // the live error itself, with its type
 	}
-	return storedOutcome[T](key, itemDigest, stored)
+	return storedOutcome[T](key, itemDigest, c, stored)
 }
 
 // lostSuccess is the outcome of a success whose write lost to another writer's.
 //
 //go:noinline
-func lostSuccess[T any](key, itemDigest string, stored []byte) (T, error, error) {
-	r, err := decodeRecord(stored)
+func lostSuccess[T any](key, itemDigest string, c Codec, stored []byte) (T, error, error) {
+	r, err := record.Decode(key, stored)
 	if err != nil {
 		var zero T
-		return zero, nil, fmt.Errorf("durable: journal key %q: %w", key, err)
+		return zero, nil, err
 	}
-	return storedOutcome[T](key, itemDigest, r)
+	return storedOutcome[T](key, itemDigest, c, r)
 }
 
 //go:noinline
@@ -142,15 +182,21 @@ func encodeError(key string, err error) error {
 }
 
 //go:noinline
-func putError(key string, err error) error {
-	return fmt.Errorf("durable: journal put %q: %w", key, err)
+func valueError(key string, err error) error {
+	return fmt.Errorf("%w (the result of %q was not stored)", err, key)
+}
+
+//go:noinline
+func undecodableError[T any](key string, err error) error {
+	return fmt.Errorf("durable: the result of %q, of type %v, was encoded but does not decode, so it was not stored: %w",
+		key, reflect.TypeFor[T](), err)
 }
 
 // storedOutcome is the outcome another writer stored under key first.
-func storedOutcome[T any](key, itemDigest string, stored *record) (T, error, error) {
-	if stored.itemDigest != itemDigest {
+func storedOutcome[T any](key, itemDigest string, c Codec, stored *record.Record) (T, error, error) {
+	if stored.ItemDigest != itemDigest {
 		var zero T
 		return zero, nil, fmt.Errorf("durable: journal key %q: %w: it holds the result of another item", key, ErrNondeterministic)
 	}
-	return outcome[T](key, stored)
+	return outcome[T](key, stored, c)
 }

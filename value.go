@@ -2,7 +2,6 @@ package durable
 
 import (
 	"encoding/json"
-	"fmt"
 	"runtime/debug"
 	"strconv"
 	"unicode/utf8"
@@ -31,15 +30,6 @@ func appendValue[T any](dst []byte, v T) (b []byte, err error) {
 	return append(dst, js...), err
 }
 
-// decodeValue decodes a journaled success's value into a T. A panic in an
-// UnmarshalJSON method is an error, as in encodeValue.
-func decodeValue[T any](key string, data []byte) (T, error) {
-	if v, ok := decodeScalar[T](data); ok {
-		return v, nil
-	}
-	return decodeJSON[T](key, data)
-}
-
 // decodeScalar is scalarFromJSON into a variable of its own, which stays on the
 // stack: decodeJSON's escapes to the heap.
 func decodeScalar[T any](data []byte) (v T, ok bool) {
@@ -47,17 +37,17 @@ func decodeScalar[T any](data []byte) (v T, ok bool) {
 	return v, ok
 }
 
-func decodeJSON[T any](key string, data []byte) (v T, err error) {
+// decodeJSON is json.Unmarshal into a new T. A panic in an UnmarshalJSON
+// method is an error, as in appendValue.
+func decodeJSON[T any](data []byte) (v T, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			var zero T
-			v, err = zero, fmt.Errorf("durable: journal key %q: decode the value: %w", key, &PanicError{Value: p, Stack: debug.Stack()})
+			v, err = zero, &PanicError{Value: p, Stack: debug.Stack()}
 		}
 	}()
-	if jerr := json.Unmarshal(data, &v); jerr != nil {
-		return v, fmt.Errorf("durable: journal key %q: %w: value: %v", key, errCorrupt, jerr)
-	}
-	return v, nil
+	err = json.Unmarshal(data, &v)
+	return v, err
 }
 
 // appendScalarJSON appends the JSON encoding of v when v is an integer, a

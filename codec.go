@@ -42,16 +42,9 @@ func codecName(c Codec) string {
 	return fmt.Sprintf("%T", c)
 }
 
-// appendEncoded appends v's encoding by c (nil: encoding/json) to dst. A panic
-// in the codec or in a marshal method is returned as a *PanicError: it runs on
-// a worker's goroutine, outside the branch's recover.
-func appendEncoded[T any](dst []byte, v T, c Codec) ([]byte, error) {
-	if c == nil {
-		return appendValue(dst, v)
-	}
-	return appendCustom(dst, v, c)
-}
-
+// appendCustom appends v's encoding by c to dst. A panic in the codec is
+// returned as a *PanicError: it runs on a worker's goroutine, outside the
+// branch's recover.
 func appendCustom[T any](dst []byte, v T, c Codec) (b []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {

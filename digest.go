@@ -9,7 +9,6 @@ import (
 	"math"
 	"math/bits"
 	"reflect"
-	"strconv"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -68,6 +67,32 @@ import (
 // The digest is the same in every process and on every run: no seed, no
 // address. It guards against mistakes, not adversaries.
 func itemDigest[I any](item I) [16]byte {
+	if sum, ok := scalarItemDigest(item); ok {
+		return sum
+	}
+	return reflectDigest(item)
+}
+
+// scalarItemDigest is itemDigest for the items appendScalarJSON writes
+// (integers, booleans, plain ASCII strings), with a small frame: it runs on a
+// worker's young stack. Other scalars take the reflect walk, which hashes them
+// the same way.
+func scalarItemDigest[I any](item I) ([16]byte, bool) {
+	var buf [24]byte
+	data, ok := appendScalarJSON(buf[:0], item)
+	if !ok || len(data) > len(buf) {
+		return [16]byte{}, false
+	}
+	h := newFNV()
+	h.bytes(data)
+	return h.sum(), true
+}
+
+// reflectDigest is itemDigest for every other item: the other scalars
+// without allocating, then a walk of the item's data.
+//
+//go:noinline
+func reflectDigest[I any](item I) [16]byte {
 	h := newFNV()
 	switch x := any(item).(type) { // does not escape: no allocation
 	case string:
@@ -830,14 +855,20 @@ func (h *fnvState) jsonBool(b bool) {
 	}
 }
 
+// jsonInt hashes x's decimal form, as encoding/json writes it. Neither it
+// nor jsonUint is inlined: a buffer in each of itemDigest's cases would make
+// its frame, on a worker's young stack, large.
+//
+//go:noinline
 func (h *fnvState) jsonInt(x int64) {
-	var buf [20]byte
-	h.bytes(strconv.AppendInt(buf[:0], x, 10))
+	var buf [21]byte
+	h.bytes(appendInt(buf[:0], x))
 }
 
+//go:noinline
 func (h *fnvState) jsonUint(x uint64) {
 	var buf [20]byte
-	h.bytes(strconv.AppendUint(buf[:0], x, 10))
+	h.bytes(appendUint(buf[:0], x))
 }
 
 // jsonString hashes s as encoding/json writes it (HTML-safe escapes, U+2028

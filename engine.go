@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,10 +52,12 @@ type batch[T any] struct {
 	cfg        *config
 	final      bool // a Settle, Race or Any: its decision is journaled
 
-	parent context.Context // the caller's
-	ctx    context.Context // the branches': parent, plus the deadline and cancel
-	cancel context.CancelCauseFunc
-	start  time.Time
+	parent   context.Context // the caller's
+	writeCtx context.Context // what checkpoints are written with: sc.writeContext(parent)
+	ctx      context.Context // the branches': parent, plus the deadline and cancel
+	cancel   context.CancelCauseFunc
+	start    time.Time
+	clock    clock // reads the time for branch records
 
 	// journal
 	sc       *scope
@@ -135,9 +136,11 @@ func (b *batch[T]) init(ctx context.Context) error {
 	b.status = make([]uint8, b.n)
 	b.decider = -1
 	b.start = time.Now()
+	b.clock = clock{at: b.start, wall: b.start.UnixNano()}
 	b.parent = ctx
 	b.sc = scopeOf(ctx)
 	if b.sc != nil {
+		b.writeCtx = b.sc.writeContext(ctx)
 		b.replayed = make([]bool, b.n)
 		b.codec = b.cfg.codecOr(b.sc.codec)
 	}
@@ -203,9 +206,10 @@ func (b *batch[T]) run(parent context.Context) {
 	b.checkDone()
 }
 
-// claimNext claims a branch for a new worker, or returns -1. A fast batch
-// claims without the mutex: the claim word orders it with every decision, and
-// nobody reads its statuses.
+// claimNext claims a branch for a new worker, or returns -1. It claims
+// without the mutex, except for a final journaled batch: the claim word orders
+// a claim with every decision, and the statuses it writes are read once every
+// worker has returned, or never (a fast batch writes none).
 func (b *batch[T]) claimNext() int {
 	for {
 		select {
@@ -225,12 +229,22 @@ func (b *batch[T]) claimNext() int {
 		if b.fast {
 			return b.claimIndex()
 		}
-		// Under the mutex, so that a decision sees every branch dispatched
-		// before it as running.
-		b.mu.Lock()
-		i := b.claimLocked()
-		b.unlock()
-		return i
+		if b.final && b.sc != nil {
+			// Under the mutex, so that a decision, journaled when it is
+			// made, sees every branch dispatched before it as running.
+			b.mu.Lock()
+			i := b.claimLocked()
+			b.unlock()
+			return i
+		}
+		i := b.claimIndex()
+		if i < 0 {
+			return i
+		}
+		if b.status[i] == 0 { // else restored
+			b.status[i] = statusRunning
+			return i
+		}
 	}
 }
 
@@ -352,6 +366,15 @@ func (b *batch[T]) work(i int) {
 // goroutine's place.
 func (b *batch[T]) exit(w *worker) {
 	if w.i >= 0 {
+		var jerr error
+		if w.checkpointing {
+			// The checkpoint did not return: the journal, or a codec,
+			// panicked (recovered here rather than around every Put, whose
+			// frame would grow a young stack) or called runtime.Goexit.
+			if r := recover(); r != nil {
+				jerr = fmt.Errorf("durable: journal put: %w", journalPanic(r))
+			}
+		}
 		b.mu.Lock()
 		if w.checkpointing {
 			// Give the sequence number up, so that the outcomes after it are
@@ -361,7 +384,11 @@ func (b *batch[T]) exit(w *worker) {
 		}
 		if s := b.status[w.i]; s == 0 || s == statusRunning {
 			var zero T
-			b.count(w.i, zero, errGoexit, nil, false)
+			if jerr != nil {
+				b.count(w.i, zero, nil, jerr, false)
+			} else {
+				b.count(w.i, zero, errGoexit, nil, false)
+			}
 		}
 		b.wake()
 		next := b.claimLocked()
@@ -431,7 +458,7 @@ func (b *batch[T]) stepJournaled(w *worker, i int) int {
 		digest = string(sum[:])
 	}
 	codec := b.codecOf(i)
-	start := time.Now()
+	start := b.clock.now()
 	v, err := b.call(b.sc.childContext(b.ctx, b.parent, key, codec), i)
 	if err != nil && !permanent(err) {
 		return b.countNow(i, v, err)
@@ -441,18 +468,38 @@ func (b *batch[T]) stepJournaled(w *worker, i int) int {
 	// seq up.
 	seq := b.seq.Add(1) - 1
 	w.seq, w.checkpointing = seq, true
-	v, err, jerr := checkpoint(b.sc.writeContext(b.parent), b.sc, key, seq, digest, start, codec, v, err)
+	var jerr error
+	finished := b.clock.now()
+	if err == nil {
+		// checkpoint, in pieces, so that Put runs one frame up.
+		var rec []byte
+		if rec, v, err = successRecord(key, seq, digest, start, finished, codec, v); err == nil {
+			stored, perr := b.sc.j.Put(b.writeCtx, key, rec)
+			v, err, jerr = storedSuccess(b.writeCtx, key, digest, codec, rec, stored, perr, v)
+		}
+	} else {
+		v, err, jerr = checkpoint(b.writeCtx, b.sc, key, seq, digest, start, finished, codec, v, err)
+	}
 	w.checkpointing = false
 	if jerr != nil {
-		b.mu.Lock()
-		b.count(i, v, nil, jerr, false)
-		b.park(slotOf[T]{seq: seq, skip: true})
-		b.drain()
-		b.wake()
-		b.unlock()
-		return -1 // the batch has decided
+		return b.checkpointFailed(i, seq, jerr)
 	}
 	return b.checkpointed(w, slotOf[T]{seq: seq, i: i, v: v, err: err})
+}
+
+// checkpointFailed counts branch i, whose checkpoint failed with jerr: the
+// batch ends with the error. It returns -1: nothing more to run.
+//
+//go:noinline
+func (b *batch[T]) checkpointFailed(i int, seq uint64, jerr error) int {
+	var zero T
+	b.mu.Lock()
+	b.count(i, zero, nil, jerr, false)
+	b.park(slotOf[T]{seq: seq, skip: true})
+	b.drain()
+	b.wake()
+	b.unlock()
+	return -1
 }
 
 // checkpointed counts a checkpointed outcome in sequence order and returns
@@ -499,7 +546,7 @@ func (b *batch[T]) key(i int) string {
 	}
 	// Named by index: one allocation.
 	var buf [64]byte
-	return string(strconv.AppendInt(append(buf[:0], b.prefix...), int64(i), 10))
+	return string(appendInt(append(buf[:0], b.prefix...), int64(i)))
 }
 
 // call runs the branch function, turning a panic into a *PanicError: panic(nil)

@@ -38,3 +38,9 @@ func DecodeScalar[T any](data []byte) (v T, ok bool) {
 	ok = scalarFromJSON(data, &v)
 	return v, ok
 }
+
+// AppendInt and AppendUint are the scalar encoder's integer formatting.
+var (
+	AppendInt  = appendInt
+	AppendUint = appendUint
+)

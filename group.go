@@ -259,6 +259,11 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 			var v T
 			err := errGoexit
 			defer func() {
+				// fn's panics are recovered by callGroup; one here came
+				// from the journal or a codec, in checkpoint.
+				if r := recover(); r != nil {
+					err = fmt.Errorf("durable: journal put: %w", journalPanic(r))
+				}
 				g.mu.Lock()
 				defer g.mu.Unlock()
 				g.checkDone()
@@ -276,11 +281,11 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 			if g.sc != nil {
 				ctx = g.sc.childContext(ctx, g.parent, key, g.codec)
 			}
-			start := time.Now()
+			start := now()
 			fv, ferr := callGroup(ctx, fn)
 			if g.sc != nil {
 				var jerr error
-				fv, ferr, jerr = checkpoint(g.sc.writeContext(g.parent), g.sc, key, 0, "", start, g.codec, fv, ferr)
+				fv, ferr, jerr = checkpoint(g.sc.writeContext(g.parent), g.sc, key, 0, "", start, now(), g.codec, fv, ferr)
 				if jerr != nil {
 					ferr = jerr
 				}

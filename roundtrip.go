@@ -16,19 +16,44 @@ import (
 // itself: checkpoint then skips the decode, which for a struct is most of a
 // checkpoint's CPU in the engine.
 
-// decodeFresh is the value the caller gets for v, which c just encoded as
-// data: v itself, when decoding is known to give it back.
-func decodeFresh[T any](data []byte, v T, c Codec) (T, error) {
-	if c != nil {
-		return decodeCustom[T](data, c)
+// encodeFresh appends v's encoding by c (nil: encoding/json) to b and returns
+// it with the value the caller gets, or the branch's failure.
+func encodeFresh[T any](key string, b []byte, v T, c Codec) ([]byte, T, error) {
+	head := len(b)
+	var err error
+	if c == nil {
+		b, err = appendValue(b, v)
+	} else {
+		b, err = appendCustom(b, v, c)
 	}
-	if s, ok := decodeScalar[T](data); ok {
-		return s, nil
+	if err != nil {
+		return b, v, encodeError(key, err)
 	}
-	if roundTrips(v) {
-		return v, nil
+	v, err = freshValue(key, b[head:], v, c)
+	return b, v, err
+}
+
+// freshValue is the value the caller gets for v, which c just encoded as data,
+// or the branch's failure when the codec would not give it back: v itself when
+// decoding is known to give it back, else the decoded value; with
+// encoding/json, an error when the round trip would change v.
+func freshValue[T any](key string, data []byte, v T, c Codec) (T, error) {
+	if c == nil {
+		if s, ok := decodeScalar[T](data); ok {
+			return s, nil
+		}
+		if roundTrips(v) {
+			return v, nil
+		}
+		if err := checkJSONValue(v); err != nil {
+			return v, valueError(key, err)
+		}
 	}
-	return decodeJSON[T](data)
+	d, err := decodeWith[T](data, c)
+	if err != nil {
+		return d, undecodableError[T](key, err)
+	}
+	return d, nil
 }
 
 // roundTrips reports whether decoding v's encoding/json form into a new T

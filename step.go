@@ -83,14 +83,27 @@ func (s Step[T]) Run(ctx context.Context) (T, error) {
 		}
 		return v, ferr
 	}
-	start := time.Now()
+	start := now()
 	v, err := s.Fn(sc.childContext(ctx, ctx, key, codec))
-	v, err, jerr := checkpoint(sc.writeContext(ctx), sc, key, 0, "", start, codec, v, err)
+	v, err, jerr := checkpoint(sc.writeContext(ctx), sc, key, 0, "", start, now(), codec, v, err)
 	if jerr != nil {
 		return zero, jerr
 	}
 	return v, err
 }
+
+// now is the wall clock in Unix nanoseconds: records carry when a branch
+// finished and, by the same clock, how long it ran.
+func now() int64 { return time.Now().UnixNano() }
+
+// clock reads the wall clock as a start time plus the monotonic time since:
+// one clock read instead of time.Now's two, for every branch of a batch.
+type clock struct {
+	at   time.Time // with a monotonic reading
+	wall int64     // at, in Unix nanoseconds
+}
+
+func (c *clock) now() int64 { return c.wall + int64(time.Since(c.at)) }
 
 func checkStep[T any](name string, fn func(context.Context) (T, error)) error {
 	if name == "" {
@@ -109,50 +122,71 @@ func checkStep[T any](name string, fn func(context.Context) (T, error)) error {
 // journaled. A value that the codec cannot give back is not stored: it is the
 // branch's failure. jerr reports a journal failure: then no success is
 // reported.
-func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, itemDigest string, start time.Time, c Codec, v T, err error) (T, error, error) {
-	finished := time.Now()
+func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, itemDigest string, start, finished int64, c Codec, v T, err error) (T, error, error) {
 	if err != nil {
 		return checkpointFailure[T](ctx, sc, key, seq, itemDigest, start, finished, c, err)
 	}
-	// Every journaled success takes this path, on a worker's young stack: the
-	// record is built in one buffer, and whatever is rare is done elsewhere,
-	// to keep the frame small.
-	var zero T
-	b := record.AppendSuccessHead(make([]byte, 0, 64), seq, itemDigest, finished.UnixNano(), int64(finished.Sub(start)), codecName(c))
-	head := len(b)
-	b, merr := appendEncoded(b, v, c)
-	if merr != nil {
-		return zero, encodeError(key, merr), nil
+	rec, v, err := successRecord(key, seq, itemDigest, start, finished, c, v)
+	if err != nil {
+		var zero T
+		return zero, err, nil
 	}
+	stored, jerr := sc.j.Put(ctx, key, rec)
+	return storedSuccess(ctx, key, itemDigest, c, rec, stored, jerr, v)
+}
+
+// successRecord is the record of a success: v encoded by c, with the value
+// the caller gets; or the branch's failure when c would not give v back.
+//
+// Every journaled success takes the path from successRecord to the journal's
+// Put, on a worker's young stack: the record is built in one buffer, and
+// whatever is rare is done elsewhere, to keep the frames small; a stack that
+// grows costs more than a Put into memory. The worker calls the pieces of
+// checkpoint itself, so that Put runs one frame up.
+func successRecord[T any](key string, seq uint64, itemDigest string, start, finished int64, c Codec, v T) ([]byte, T, error) {
+	b := record.AppendSuccessHead(make([]byte, 0, 64), seq, itemDigest, finished, max(finished-start, 0), codecName(c))
+	// Scalars first, without appendValue's frame. Their encoding reads back
+	// as they are: no decode.
+	scalar := false
 	if c == nil {
-		if cerr := checkJSONValue(v); cerr != nil {
-			return zero, valueError(key, cerr), nil
+		b, scalar = appendScalarJSON(b, v)
+	}
+	if !scalar {
+		var err error
+		if b, v, err = encodeFresh(key, b, v, c); err != nil {
+			return nil, v, err
 		}
 	}
-	v, derr := decodeFresh(b[head:], v, c)
-	if derr != nil {
-		return zero, undecodableError[T](key, derr), nil
-	}
 	record.Seal(b, key)
-	stored, jerr := journalPut(ctx, sc.j, key, b)
+	return b, v, nil
+}
+
+// storedSuccess is the outcome of the Put of a success's record rec, which
+// returned stored and jerr: v, or the outcome another writer stored first, or
+// the journal's error. Put is called directly, not through journalPut, whose
+// frame would grow a worker's young stack: a worker recovers a panic in Put
+// as it exits, a Group branch as it counts its outcome, and Step.Run leaves
+// it to its caller, on whose goroutine it runs.
+func storedSuccess[T any](ctx context.Context, key, itemDigest string, c Codec, rec, stored []byte, jerr error, v T) (T, error, error) {
 	if jerr != nil {
+		var zero T
 		return zero, nil, journalCallError(ctx, "put", key, jerr)
 	}
-	if string(stored) != string(b) {
+	if string(stored) != string(rec) {
 		return lostSuccess[T](key, itemDigest, c, stored)
 	}
 	return v, nil, nil
 }
 
 // checkpointFailure is checkpoint for a failure.
-func checkpointFailure[T any](ctx context.Context, sc *scope, key string, seq uint64, itemDigest string, start, finished time.Time, c Codec, err error) (T, error, error) {
+func checkpointFailure[T any](ctx context.Context, sc *scope, key string, seq uint64, itemDigest string, start, finished int64, c Codec, err error) (T, error, error) {
 	var zero T
 	if !permanent(err) {
 		return zero, err, nil
 	}
 	rec := &record.Record{
 		Kind: record.KindFailure, Seq: seq, ItemDigest: strings.Clone(itemDigest),
-		Finished: finished.UnixNano(), Ran: int64(finished.Sub(start)), Err: journalError(err),
+		Finished: finished, Ran: max(finished-start, 0), Err: journalError(err),
 	}
 	stored, mine, jerr := sc.put(ctx, key, rec)
 	if jerr != nil {

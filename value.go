@@ -56,17 +56,17 @@ func decodeJSON[T any](data []byte) (v T, err error) {
 func appendScalarJSON[T any](dst []byte, v T) ([]byte, bool) {
 	switch x := any(v).(type) { // does not escape: no allocation
 	case int:
-		return strconv.AppendInt(dst, int64(x), 10), true
+		return appendInt(dst, int64(x)), true
 	case int64:
-		return strconv.AppendInt(dst, x, 10), true
+		return appendInt(dst, x), true
 	case int32:
-		return strconv.AppendInt(dst, int64(x), 10), true
+		return appendInt(dst, int64(x)), true
 	case uint:
-		return strconv.AppendUint(dst, uint64(x), 10), true
+		return appendUint(dst, uint64(x)), true
 	case uint64:
-		return strconv.AppendUint(dst, x, 10), true
+		return appendUint(dst, x), true
 	case uint32:
-		return strconv.AppendUint(dst, uint64(x), 10), true
+		return appendUint(dst, uint64(x)), true
 	case bool:
 		return strconv.AppendBool(dst, x), true
 	case string:
@@ -77,6 +77,35 @@ func appendScalarJSON[T any](dst []byte, v T) ([]byte, bool) {
 		}
 	}
 	return dst, false
+}
+
+// appendInt is strconv.AppendInt(dst, x, 10), with a small frame: it runs on
+// a worker's young stack, where strconv's would make it grow.
+func appendInt(dst []byte, x int64) []byte {
+	u := uint64(x)
+	if x < 0 {
+		dst = append(dst, '-')
+		u = -u
+	}
+	return appendUint(dst, u)
+}
+
+// appendUint is strconv.AppendUint(dst, x, 10), with a small frame. Not
+// inlined: a copy of its buffer in each of its callers' cases would make their
+// frames large.
+//
+//go:noinline
+func appendUint(dst []byte, x uint64) []byte {
+	var buf [20]byte
+	i := len(buf)
+	for x >= 10 {
+		i--
+		buf[i] = byte('0' + x%10)
+		x /= 10
+	}
+	i--
+	buf[i] = byte('0' + x)
+	return append(dst, buf[i:]...)
 }
 
 // scalarFromJSON decodes data into *p when p points to an integer, a boolean or

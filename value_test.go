@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -100,4 +101,11 @@ func FuzzScalarDecodeMatchesJSON(f *testing.F) {
 			same(v, ok, w, err)
 		}
 	})
+}
+
+func TestAppendIntIsStrconvs(t *testing.T) {
+	for _, n := range []int64{0, 1, -1, 9, 10, -10, 99, 100, math.MaxInt64, math.MinInt64, 1234567890123} {
+		require.Equal(t, strconv.FormatInt(n, 10), string(durable.AppendInt(nil, n)))
+		require.Equal(t, strconv.FormatUint(uint64(n), 10), string(durable.AppendUint([]byte{}, uint64(n))))
+	}
 }

@@ -103,6 +103,10 @@ func jsonCheckOf(t reflect.Type) *jsonCheck {
 // allocate when the type needs no run-time walk, nor when its walk only
 // looks at strings and numbers.
 func checkJSONValue[T any](v T) error {
+	switch any(&v).(type) { // T itself, not what an interface T holds
+	case *int, *int8, *int16, *int32, *int64, *uint, *uint8, *uint16, *uint32, *uint64, *float32, *float64, *bool:
+		return nil // the common results: no lookup
+	}
 	c := jsonCheckOf(reflect.TypeFor[T]())
 	if !c.walk {
 		return nil

@@ -2,7 +2,9 @@ package record
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -181,4 +183,21 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decode→encode→decode→encode differs:\n%x\n%x", re, re2)
 		}
 	})
+}
+
+// The checksum is the CRC-32C of the key's length as a uvarint, the key and
+// the body, computed without allocating.
+func TestChecksumIsCRC32COfLengthKeyAndBody(t *testing.T) {
+	for _, n := range []int{0, 1, 127, 128, 300, 20000} {
+		key := strings.Repeat("k", n)
+		body := []byte("body")
+		want := crc32.Checksum(append(append(binary.AppendUvarint(nil, uint64(n)), key...), body...), crc32.MakeTable(crc32.Castagnoli))
+		if got := checksum(key, body); got != want {
+			t.Errorf("key of %d bytes: %08x, want %08x", n, got, want)
+		}
+	}
+	value := []byte("value")
+	if a := testing.AllocsPerRun(100, func() { checksum("exec/batch/branch", value) }); a != 0 {
+		t.Errorf("%v allocations", a)
+	}
 }

@@ -65,6 +65,7 @@ type batch[T any] struct {
 	restored map[string]*record.Record // restored branch records by key segment
 	codec    Codec                     // the branches' codec; nil: encoding/json
 	codecs   []Codec                   // per branch, when some step names its own
+	env      *scopeEnv                 // the branches' scopes', with b.codec
 
 	wg   sync.WaitGroup
 	fast bool            // successes are recorded without the mutex
@@ -142,7 +143,8 @@ func (b *batch[T]) init(ctx context.Context) error {
 	if b.sc != nil {
 		b.writeCtx = b.sc.writeContext(ctx)
 		b.replayed = make([]bool, b.n)
-		b.codec = b.cfg.codecOr(b.sc.codec)
+		b.codec = b.cfg.codecOr(b.sc.codec())
+		b.env = b.sc.childEnv(ctx, b.codec)
 	}
 	return nil
 }
@@ -459,7 +461,7 @@ func (b *batch[T]) stepJournaled(w *worker, i int) int {
 	}
 	codec := b.codecOf(i)
 	start := b.clock.now()
-	v, err := b.call(b.sc.childContext(b.ctx, b.parent, key, codec), i)
+	v, err := b.call(childContext(b.ctx, key, b.envOf(i, codec)), i)
 	if err != nil && !permanent(err) {
 		return b.countNow(i, v, err)
 	}
@@ -474,7 +476,7 @@ func (b *batch[T]) stepJournaled(w *worker, i int) int {
 		// checkpoint, in pieces, so that Put runs one frame up.
 		var rec []byte
 		if rec, v, err = successRecord(key, seq, digest, start, finished, codec, v); err == nil {
-			stored, perr := b.sc.j.Put(b.writeCtx, key, rec)
+			stored, perr := b.sc.env.j.Put(b.writeCtx, key, rec)
 			v, err, jerr = storedSuccess(b.writeCtx, key, digest, codec, rec, stored, perr, v)
 		}
 	} else {
@@ -529,6 +531,14 @@ func (b *batch[T]) checkpointed(w *worker, o slotOf[T]) int {
 	b.wake()
 	b.unlock()
 	return next
+}
+
+// envOf is the scope environment of branch i, whose codec is codec.
+func (b *batch[T]) envOf(i int, codec Codec) *scopeEnv {
+	if codec == b.codec {
+		return b.env
+	}
+	return b.sc.childEnv(b.parent, codec) // a step with a codec of its own
 }
 
 // codecOf is the codec of branch i.

@@ -40,7 +40,8 @@ type Group struct {
 	cancel context.CancelCauseFunc
 	limit  int
 	sc     *scope
-	codec  Codec // the branches'; nil: encoding/json
+	codec  Codec     // the branches'; nil: encoding/json
+	env    *scopeEnv // the branches' scopes'
 	prefix string
 	wg     sync.WaitGroup
 
@@ -77,7 +78,8 @@ func NewGroup(ctx context.Context, name string, opts ...Option) *Group {
 	start := time.Now()
 	if sc := scopeOf(ctx); sc != nil {
 		g.sc = sc
-		g.codec = cfg.codecOr(sc.codec)
+		g.codec = cfg.codecOr(sc.codec())
+		g.env = sc.childEnv(ctx, g.codec)
 		if err := g.open(ctx, &start); err != nil {
 			g.err = err
 			return g
@@ -279,7 +281,7 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 			}()
 			ctx := g.ctx
 			if g.sc != nil {
-				ctx = g.sc.childContext(ctx, g.parent, key, g.codec)
+				ctx = childContext(ctx, key, g.env)
 			}
 			start := now()
 			fv, ferr := callGroup(ctx, fn)

@@ -76,7 +76,7 @@ func (b *batch[T]) open(ctx context.Context, final bool) (*record.Record, error)
 // It checks every entry under the batch's prefix, nested ones included, so that
 // an entry whose key was damaged is reported as corrupt rather than missed.
 func (b *batch[T]) loadRestored(ctx context.Context) error {
-	s, ok := b.sc.j.(journal.Scanner)
+	s, ok := b.sc.journal().(journal.Scanner)
 	if !ok {
 		return nil
 	}

@@ -17,17 +17,23 @@ import (
 // scope is the execution; every branch of a journaled combinator, and every
 // Step.Run, opens a child scope under its own key.
 type scope struct {
+	base string    // the scope's key; keys in it are base + "/" + name
+	env  *scopeEnv // shared with the scopes of sibling branches
+
+	mu   sync.Mutex
+	seen map[string]int // occurrences of each name used in this scope
+}
+
+// scopeEnv is what the scopes of one call's branches share, kept apart so
+// that a branch's scope stays small: one is made for every branch.
+type scopeEnv struct {
 	j     journal.Journal
-	base  string // the scope's key; keys in it are base + "/" + name
-	codec Codec  // inherited by what runs in the scope; nil: encoding/json
+	codec Codec // inherited by what runs in the scope; nil: encoding/json
 	// caller bounds the checkpoints written in the scope: the context of the
 	// outermost call, which the decisions of the combinators between it and
 	// the scope do not cancel. nil in the execution's own scope: the context
 	// a call is given.
 	caller context.Context
-
-	mu   sync.Mutex
-	seen map[string]int // occurrences of each name used in this scope
 }
 
 type scopeKey struct{}
@@ -47,7 +53,7 @@ func WithJournal(ctx context.Context, j journal.Journal, executionID string) con
 	if j == nil {
 		return context.WithValue(ctx, scopeKey{}, (*scope)(nil))
 	}
-	return context.WithValue(ctx, scopeKey{}, &scope{j: j, base: record.Escape(executionID)})
+	return context.WithValue(ctx, scopeKey{}, &scope{base: record.Escape(executionID), env: &scopeEnv{j: j}})
 }
 
 func scopeOf(ctx context.Context) *scope {
@@ -84,16 +90,23 @@ func (s *scope) claim(name string) (string, error) {
 	return seg, nil
 }
 
-// childContext returns ctx carrying the child scope under key, whose codec is
-// codec, in one allocation: a branch's context is made for every branch of a
-// journaled batch. parent is the context of the call that opens the scope:
-// ctx without the call's own cancellation.
-func (s *scope) childContext(ctx, parent context.Context, key string, codec Codec) context.Context {
+// childEnv is the environment of the child scopes opened by a call given
+// parent, whose branches use codec.
+func (s *scope) childEnv(parent context.Context, codec Codec) *scopeEnv {
+	caller := s.writeContext(parent)
+	if codec == s.env.codec && caller == s.env.caller {
+		return s.env
+	}
+	return &scopeEnv{j: s.env.j, codec: codec, caller: caller}
+}
+
+// childContext returns ctx carrying the child scope under key, in one
+// allocation: a branch's context is made for every branch of a journaled
+// batch.
+func childContext(ctx context.Context, key string, env *scopeEnv) context.Context {
 	c := &scopeContext{Context: ctx}
-	c.s.j = s.j
 	c.s.base = key
-	c.s.codec = codec
-	c.s.caller = s.writeContext(parent)
+	c.s.env = env
 	return c
 }
 
@@ -101,11 +114,17 @@ func (s *scope) childContext(ctx, parent context.Context, key string, codec Code
 // for a call given ctx: the outermost caller's, so that a step that finished
 // is checkpointed whatever its siblings' batch decided since.
 func (s *scope) writeContext(ctx context.Context) context.Context {
-	if s.caller != nil {
-		return s.caller
+	if s.env.caller != nil {
+		return s.env.caller
 	}
 	return ctx
 }
+
+// codec is the codec inherited in the scope; nil: encoding/json.
+func (s *scope) codec() Codec { return s.env.codec }
+
+// journal is the scope's journal.
+func (s *scope) journal() journal.Journal { return s.env.j }
 
 // scopeContext is a context.Context carrying a scope, like the one
 // context.WithValue(ctx, scopeKey{}, s) would return.
@@ -132,7 +151,7 @@ func (c *scopeContext) Value(key any) any {
 }
 
 func (s *scope) get(ctx context.Context, key string) (*record.Record, error) {
-	b, ok, err := journalGet(ctx, s.j, key)
+	b, ok, err := journalGet(ctx, s.env.j, key)
 	if err != nil {
 		return nil, journalCallError(ctx, "get", key, err)
 	}
@@ -146,7 +165,7 @@ func (s *scope) get(ctx context.Context, key string) (*record.Record, error) {
 // whether it is r itself.
 func (s *scope) put(ctx context.Context, key string, r *record.Record) (*record.Record, bool, error) {
 	b := r.Encode(key)
-	stored, err := journalPut(ctx, s.j, key, b)
+	stored, err := journalPut(ctx, s.env.j, key, b)
 	if err != nil {
 		return nil, false, journalCallError(ctx, "put", key, err)
 	}

@@ -65,7 +65,7 @@ func (s Step[T]) Run(ctx context.Context) (T, error) {
 	if sc == nil {
 		return s.Fn(ctx)
 	}
-	codec := s.cfg.codecOr(sc.codec)
+	codec := s.cfg.codecOr(sc.codec())
 	if err := checkEncodable[T](codec); err != nil {
 		return zero, fmt.Errorf("step %q: %w", s.Name, err)
 	}
@@ -84,7 +84,7 @@ func (s Step[T]) Run(ctx context.Context) (T, error) {
 		return v, ferr
 	}
 	start := now()
-	v, err := s.Fn(sc.childContext(ctx, ctx, key, codec))
+	v, err := s.Fn(childContext(ctx, key, sc.childEnv(ctx, codec)))
 	v, err, jerr := checkpoint(sc.writeContext(ctx), sc, key, 0, "", start, now(), codec, v, err)
 	if jerr != nil {
 		return zero, jerr
@@ -131,7 +131,7 @@ func checkpoint[T any](ctx context.Context, sc *scope, key string, seq uint64, i
 		var zero T
 		return zero, err, nil
 	}
-	stored, jerr := sc.j.Put(ctx, key, rec)
+	stored, jerr := sc.env.j.Put(ctx, key, rec)
 	return storedSuccess(ctx, key, itemDigest, c, rec, stored, jerr, v)
 }
 

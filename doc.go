@@ -11,8 +11,9 @@
 //   - [Parallel], [ParallelNamed] and [FanOut] need every branch: the first
 //     failure cancels the rest and is returned as a *[BranchError].
 //   - [Settle] runs under a [Completion] policy (all completed, N of M,
-//     tolerated failures by count or ratio, first success) and returns a
-//     [BatchResult] with the fate of every branch.
+//     tolerated failures by count or ratio, first success, a rule of your own)
+//     and returns a [BatchResult] with the fate of every branch; [SettleEach]
+//     is Settle over items, named like FanOut.
 //   - [Race] returns the first branch to finish; [Any] the first to succeed.
 //   - [NewGroup] and [Go] run branches of different result types.
 //
@@ -39,14 +40,24 @@
 // value encoded by encoding/json (see Values). A later call with the same journal and
 // execution ID resumes:
 //
-//	what happened on an earlier run          what the next run does
-//	-------------------------------------    ------------------------------------
-//	a branch succeeded                       returns the journaled value; Fn does not run
-//	a branch failed                          runs it again
-//	a branch failed with Permanent(err)      returns the journaled failure
-//	Settle, Race or Any completed            returns the same result, runs nothing
-//	Parallel/FanOut/Group returned an error  replays its successes, runs the rest
-//	the process died mid-batch               replays what was journaled, runs the rest
+//	what happened on an earlier run              what the next run does
+//	-----------------------------------------    -----------------------------------------
+//	a branch succeeded                           returns the journaled value; Fn does not run
+//	a branch failed (outside a final decision)   runs it again
+//	a branch failed with Permanent(err)          returns the journaled failure
+//	a step's retries ran out (WithRetry)         returns the journaled failure
+//	a step failed attempts, then the process     resumes its attempts: same count, the
+//	died                                         rest of the wait
+//	Settle, SettleEach, Race or Any completed    returns the same result, failures
+//	                                             included; runs nothing
+//	Parallel/FanOut/Group returned an error      replays its successes, runs the rest
+//	the process died mid-batch                   replays what was journaled, runs the rest
+//
+// A completed Settle, SettleEach, Race or Any is final: its decision — every
+// status, the reason, the winner, the failures' messages — is journaled the
+// moment it is made, before the batch waits for the branches still running,
+// and what those return afterwards is Cancelled, on that run and on every
+// resume. A failure counted in a final decision is therefore final too.
 //
 // Restored branches are counted in the order they first finished, so a policy
 // decides as it would have. A branch's key is derived from the execution ID and
@@ -65,6 +76,32 @@
 // its start time when it first starts. A resumed run that asks for other
 // branches fails with [ErrNondeterministic], saying what differs; so does a
 // [FanOut] named by index whose item at a journaled index changed.
+//
+// # Retries
+//
+// [WithRetry] runs a failed step again after a backoff, up to
+// RetryPolicy.MaxAttempts attempts in all, unless the failure is [Permanent] or
+// RetryPolicy.Retryable refuses it; [WithStepTimeout] gives each attempt a
+// deadline of its own. Given to [NewStep] they apply to the step, given to a
+// combinator to each of its branches. With a journal every failed attempt is
+// journaled (its number, error and the instant the next may start), so a
+// resumed run continues the count and waits only what is left: across crashes
+// a step runs at most MaxAttempts attempts, beyond the one attempt that may
+// have been running when a process died. Attempts that run out end in a final
+// failure, journaled like a Permanent one, whose error counts the attempts and
+// wraps the last failure. Each attempt runs in a scope of its own under the
+// step's key, so steps it runs replay what an earlier attempt journaled.
+// Waits end when the step's context does, and run in fake time under
+// testing/synctest. A step without a policy pays nothing for them; one with a
+// policy whose first attempt succeeds pays only the lookup of its policy.
+//
+// # Completion rules
+//
+// [CompleteWhen] adds a rule of the caller's own to a [Settle] or
+// [SettleEach]: it sees the counts so far ([Tally]) each time a branch is
+// counted and can end the batch as met ([ReasonRuleMet]) or failed
+// ([ReasonRuleFailed]); the built-in criteria are checked first. Its name is
+// journaled with the batch's policy.
 //
 // # Values
 //

@@ -66,6 +66,11 @@ type batch[T any] struct {
 	codec    Codec                     // the branches' codec; nil: encoding/json
 	codecs   []Codec                   // per branch, when some step names its own
 	env      *scopeEnv                 // the branches' scopes', with b.codec
+	// attempts: the branches' retry policy and step timeout, or nil;
+	// attemptsAll, per branch, when some step has options of its own.
+	attempts    *attempts
+	attemptsAll []*attempts
+	retries     bool // some branch has attempts
 
 	wg   sync.WaitGroup
 	fast bool            // successes are recorded without the mutex
@@ -162,7 +167,7 @@ func (b *batch[T]) run(parent context.Context) {
 		b.ctx = dctx
 	}
 	b.done = b.ctx.Done()
-	b.fast = b.sc == nil && b.rule == failFast && b.kind != "Settle"
+	b.fast = b.sc == nil && b.rule.isFailFast() && !b.settles()
 	if b.final && b.sc != nil && b.cfg.timeout > 0 {
 		// A journaled decision is made, and journaled, when the deadline
 		// passes, not when a branch next finishes: a crash in between must
@@ -207,6 +212,10 @@ func (b *batch[T]) run(parent context.Context) {
 	}
 	b.checkDone()
 }
+
+// settles reports a Settle or a SettleEach: a batch that returns a result
+// whatever became of its branches.
+func (b *batch[T]) settles() bool { return b.kind == "Settle" || b.kind == "SettleEach" }
 
 // claimNext claims a branch for a new worker, or returns -1. It claims
 // without the mutex, except for a final journaled batch: the claim word orders
@@ -271,7 +280,7 @@ func (b *batch[T]) decide(reason Reason, decider int) {
 	b.reason = reason
 	b.decider = decider
 	b.claim.Or(stopBit)
-	if reason != 0 && b.final && b.sc != nil && (reason != ReasonTimedOut || b.kind == "Settle") {
+	if reason != 0 && b.final && b.sc != nil && (reason != ReasonTimedOut || b.settles()) {
 		if b.ctx == nil {
 			// Restoring: the branches restored after this one are
 			// Cancelled, which restore tells once it has counted them all.
@@ -418,7 +427,13 @@ func (b *batch[T]) steps(w *worker) {
 		}
 	}()
 	for w.i >= 0 {
-		v, err := b.fn(b.ctx, w.i)
+		var v T
+		var err error
+		if !b.retries {
+			v, err = b.fn(b.ctx, w.i)
+		} else {
+			v, err = b.retriedPlain(w.i)
+		}
 		if b.fast && err == nil {
 			select {
 			case <-b.done: // count it under the mutex: it may be too late
@@ -461,7 +476,16 @@ func (b *batch[T]) stepJournaled(w *worker, i int) int {
 	}
 	codec := b.codecOf(i)
 	start := b.clock.now()
-	v, err := b.call(childContext(b.ctx, key, b.envOf(i, codec)), i)
+	var v T
+	var err error
+	if !b.retries {
+		v, err = b.call(childContext(b.ctx, key, b.envOf(i, codec)), i)
+	} else {
+		var jerr error
+		if v, err, jerr = b.retried(i, key, codec); jerr != nil {
+			return b.journalFailed(i, jerr)
+		}
+	}
 	if err != nil && !permanent(err) {
 		return b.countNow(i, v, err)
 	}
@@ -487,6 +511,57 @@ func (b *batch[T]) stepJournaled(w *worker, i int) int {
 		return b.checkpointFailed(i, seq, jerr)
 	}
 	return b.checkpointed(w, slotOf[T]{seq: seq, i: i, v: v, err: err})
+}
+
+// attemptsOf is branch i's attempts, or nil.
+func (b *batch[T]) attemptsOf(i int) *attempts {
+	if b.attemptsAll != nil {
+		return b.attemptsAll[i]
+	}
+	return b.attempts
+}
+
+// retried runs branch i under its attempts, journaling its failed attempts.
+//
+//go:noinline
+func (b *batch[T]) retried(i int, key string, codec Codec) (T, error, error) {
+	a := b.attemptsOf(i)
+	env := b.envOf(i, codec)
+	if a == nil {
+		v, err := b.call(childContext(b.ctx, key, env), i)
+		return v, err, nil
+	}
+	j := &attemptJournal{sc: b.sc, ctx: b.writeCtx, key: key, resumed: b.head != nil, clock: b.clock.now}
+	return runAttempts(b.ctx, a, j, key,
+		func(ctx context.Context) context.Context { return childContext(ctx, key, env) },
+		func(ctx context.Context) (T, error) { return b.fn(ctx, i) })
+}
+
+// retriedPlain runs branch i of a batch without a journal under its attempts.
+//
+//go:noinline
+func (b *batch[T]) retriedPlain(i int) (T, error) {
+	a := b.attemptsOf(i)
+	if a == nil {
+		return b.fn(b.ctx, i)
+	}
+	v, err, _ := runAttempts(b.ctx, a, nil, b.nameOf(i),
+		func(ctx context.Context) context.Context { return ctx },
+		func(ctx context.Context) (T, error) { return b.fn(ctx, i) })
+	return v, err
+}
+
+// journalFailed counts branch i, whose journal failed with jerr before its
+// checkpoint: the batch ends with the error. It returns -1.
+//
+//go:noinline
+func (b *batch[T]) journalFailed(i int, jerr error) int {
+	var zero T
+	b.mu.Lock()
+	b.count(i, zero, nil, jerr, false)
+	b.wake()
+	b.unlock()
+	return -1
 }
 
 // checkpointFailed counts branch i, whose checkpoint failed with jerr: the
@@ -646,7 +721,14 @@ func (b *batch[T]) count(i int, v T, err, jerr error, replayed bool) {
 		b.values[i] = v
 		b.succeeded++
 	}
-	if reason, ok := b.rule.decide(b.succeeded, b.failed, b.n); ok {
+	reason, ok, rerr := b.rule.decide(b.succeeded, b.failed, b.n)
+	if rerr != nil {
+		b.abort = rerr
+		b.decide(0, -1)
+		b.cancelRest()
+		return
+	}
+	if ok {
 		b.decide(reason, i)
 		b.cancelRest()
 	}

@@ -34,16 +34,18 @@ import (
 // branch, a Future per branch; with a journal, one Get per branch at Go (to
 // replay) and one Put per success.
 type Group struct {
-	name   string
-	parent context.Context
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	limit  int
-	sc     *scope
-	codec  Codec     // the branches'; nil: encoding/json
-	env    *scopeEnv // the branches' scopes'
-	prefix string
-	wg     sync.WaitGroup
+	name     string
+	parent   context.Context
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	limit    int
+	sc       *scope
+	codec    Codec     // the branches'; nil: encoding/json
+	attempts *attempts // the branches' retry policy and step timeout, or nil
+	resumed  bool      // the journal held the group's head: a later run
+	env      *scopeEnv // the branches' scopes'
+	prefix   string
+	wg       sync.WaitGroup
 
 	timeoutErr error
 
@@ -75,6 +77,7 @@ func NewGroup(ctx context.Context, name string, opts ...Option) *Group {
 		return g
 	}
 	g.limit = b.cfg.limit
+	g.attempts = attemptsOf(nil, &cfg)
 	start := time.Now()
 	if sc := scopeOf(ctx); sc != nil {
 		g.sc = sc
@@ -105,6 +108,7 @@ func (g *Group) open(ctx context.Context, start *time.Time) error {
 	g.prefix = key + "/"
 	key = g.prefix + "!h"
 	head, err := g.sc.get(ctx, key)
+	g.resumed = head != nil
 	if err == nil && head == nil {
 		head, _, err = g.sc.put(ctx, key, record.NewHead(start.UnixNano(), "Group", failFast.String(), 0, nil))
 	}
@@ -284,7 +288,17 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 				ctx = childContext(ctx, key, g.env)
 			}
 			start := now()
-			fv, ferr := callGroup(ctx, fn)
+			var fv T
+			var ferr error
+			if g.attempts == nil {
+				fv, ferr = callGroup(ctx, fn)
+			} else {
+				var jerr error
+				if fv, ferr, jerr = retriedGroup(g, key, name, fn); jerr != nil {
+					err = jerr
+					return
+				}
+			}
 			if g.sc != nil {
 				var jerr error
 				fv, ferr, jerr = checkpoint(g.sc.writeContext(g.parent), g.sc, key, 0, "", start, now(), g.codec, fv, ferr)
@@ -303,6 +317,19 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 	g.wg.Add(1)
 	go g.work(job)
 	return f
+}
+
+// retried runs fn under the group's attempts, journaling its failed
+// attempts under key when the group has a journal. jerr reports a journal
+// failure.
+func retriedGroup[T any](g *Group, key, name string, fn func(context.Context) (T, error)) (T, error, error) {
+	scoped := func(ctx context.Context) context.Context { return ctx }
+	var j *attemptJournal
+	if g.sc != nil {
+		j = &attemptJournal{sc: g.sc, ctx: g.sc.writeContext(g.parent), key: key, resumed: g.resumed, clock: now}
+		scoped = func(ctx context.Context) context.Context { return childContext(ctx, key, g.env) }
+	}
+	return runAttempts(g.ctx, g.attempts, j, name, scoped, fn)
 }
 
 // work runs job, then the queued jobs, one at a time.

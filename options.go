@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,8 @@ type config struct {
 	completion  bool // WithCompletion was given
 	key         any  // func(I) string, from WithKey
 	codec       Codec
+	retry       *RetryPolicy
+	stepTimeout time.Duration
 	errs        []error
 }
 
@@ -106,6 +109,8 @@ type Completion struct {
 	kind  completionKind
 	n     int
 	ratio float64
+	name  string              // CompleteWhen
+	fn    func(Tally) Verdict // CompleteWhen
 }
 
 type completionKind uint8
@@ -115,6 +120,7 @@ const (
 	completeMin
 	completeTolerated
 	completeRatio
+	completeRule
 )
 
 // AllCompleted runs every branch: the batch completes when all have finished. It
@@ -143,29 +149,108 @@ func ToleratedFailures(n int) Completion { return Completion{kind: completeToler
 // exact on the decimal value of r: 11 failures of 20 do not exceed 0.55.
 func ToleratedFailureRatio(r float64) Completion { return Completion{kind: completeRatio, ratio: r} }
 
-// rule is a completion policy resolved against a batch of total branches.
-type rule struct {
-	maxFailures int  // failures beyond this exceed the tolerance; -1: unlimited
-	minSuccess  int  // 0: none
-	firstDone   bool // Race: the first finished branch decides
+// CompleteWhen is a completion criterion of the caller's own: rule is called
+// each time a branch's outcome is counted, with the counts so far, and ends the
+// batch by returning [VerdictMet] (the batch completes with [ReasonRuleMet]) or
+// [VerdictFailed] ([ReasonRuleFailed]); [VerdictContinue] goes on. It is
+// evaluated as the built-in criteria are, after them, in the order given: each
+// time a branch is counted and before anything else is dispatched, and on a
+// resumed run over the restored outcomes in their original order, so it must
+// depend on the Tally alone. A quorum write that needs 3 of 5:
+//
+//	durable.CompleteWhen("quorum", func(t durable.Tally) durable.Verdict {
+//		switch {
+//		case t.Succeeded >= 3:
+//			return durable.VerdictMet
+//		case t.Total-t.Failed < 3:
+//			return durable.VerdictFailed // 3 can no longer succeed
+//		}
+//		return durable.VerdictContinue
+//	})
+//
+// name identifies the rule in the journal: a later run that asks for another
+// rule under the combinator's name fails with [ErrNondeterministic]. A rule
+// that panics, or returns another Verdict, ends the call with an error. name
+// must not be empty, nor rule nil.
+func CompleteWhen(name string, rule func(Tally) Verdict) Completion {
+	return Completion{kind: completeRule, name: name, fn: rule}
 }
 
-// decide evaluates the policy after a branch finished.
-func (r rule) decide(succeeded, failed, total int) (Reason, bool) {
+// Tally is what a [CompleteWhen] rule sees: the branches counted so far, and
+// how many there are in all. Running and not-started branches are not in it:
+// they depend on timing, and a rule must decide the same way on a resumed run.
+type Tally struct {
+	Succeeded int
+	Failed    int
+	Total     int
+}
+
+// Verdict is a [CompleteWhen] rule's answer.
+type Verdict int
+
+const (
+	VerdictContinue Verdict = iota // not decided: go on
+	VerdictMet                     // complete the batch: ReasonRuleMet
+	VerdictFailed                  // complete the batch: ReasonRuleFailed
+)
+
+// rule is a completion policy resolved against a batch of total branches.
+type rule struct {
+	maxFailures int          // failures beyond this exceed the tolerance; -1: unlimited
+	minSuccess  int          // 0: none
+	firstDone   bool         // Race: the first finished branch decides
+	custom      []Completion // CompleteWhen rules, evaluated after the others
+}
+
+// decide evaluates the policy after a branch finished. err reports a custom
+// rule that panicked or answered nonsense.
+func (r *rule) decide(succeeded, failed, total int) (Reason, bool, error) {
 	switch {
 	case r.firstDone && succeeded+failed > 0:
 		if failed > 0 {
-			return ReasonFailureToleranceExceeded, true
+			return ReasonFailureToleranceExceeded, true, nil
 		}
-		return ReasonMinSuccessfulReached, true
+		return ReasonMinSuccessfulReached, true, nil
 	case r.maxFailures >= 0 && failed > r.maxFailures:
-		return ReasonFailureToleranceExceeded, true
+		return ReasonFailureToleranceExceeded, true, nil
 	case r.minSuccess > 0 && succeeded >= r.minSuccess:
-		return ReasonMinSuccessfulReached, true
-	case succeeded+failed == total:
-		return ReasonAllCompleted, true
+		return ReasonMinSuccessfulReached, true, nil
 	}
-	return 0, false
+	for _, c := range r.custom {
+		switch v, err := c.call(Tally{Succeeded: succeeded, Failed: failed, Total: total}); {
+		case err != nil:
+			return 0, false, err
+		case v == VerdictMet:
+			return ReasonRuleMet, true, nil
+		case v == VerdictFailed:
+			return ReasonRuleFailed, true, nil
+		}
+	}
+	if succeeded+failed == total {
+		return ReasonAllCompleted, true, nil
+	}
+	return 0, false, nil
+}
+
+// call runs a CompleteWhen rule, turning a panic into an error.
+func (c Completion) call(t Tally) (v Verdict, err error) {
+	normal := false
+	defer func() {
+		if !normal {
+			err = fmt.Errorf("durable: completion rule %q panicked: %w", c.name, &PanicError{Value: recover(), Stack: debug.Stack()})
+		}
+	}()
+	v = c.fn(t)
+	normal = true
+	if v < VerdictContinue || v > VerdictFailed {
+		return v, fmt.Errorf("durable: completion rule %q returned Verdict(%d)", c.name, int(v))
+	}
+	return v, nil
+}
+
+// isFailFast reports the all-successful rule of Parallel, FanOut and Group.
+func (r *rule) isFailFast() bool {
+	return r.maxFailures == 0 && r.minSuccess == 0 && !r.firstDone && len(r.custom) == 0
 }
 
 // String describes the rule; the description is journaled in the head of a
@@ -180,6 +265,9 @@ func (r rule) String() string {
 	}
 	if r.maxFailures >= 0 {
 		parts = append(parts, "tolerated failures "+strconv.Itoa(r.maxFailures))
+	}
+	for _, c := range r.custom {
+		parts = append(parts, "rule "+strconv.Quote(c.name))
 	}
 	if len(parts) == 0 {
 		return "all completed"
@@ -216,6 +304,11 @@ func settleRule(cs []Completion, total int) (rule, error) {
 				return r, err
 			}
 			r.maxFailures = tighter(r.maxFailures, m)
+		case completeRule:
+			if c.name == "" || c.fn == nil {
+				return r, fmt.Errorf("durable: CompleteWhen(%q, %p): needs a name and a rule", c.name, c.fn)
+			}
+			r.custom = append(r.custom, c)
 		default:
 			return r, errors.New("durable: zero Completion: build one with AllCompleted, MinSuccessful, ...")
 		}

@@ -68,19 +68,35 @@ func Parallel[T any](ctx context.Context, name string, steps []Step[T], opts ...
 // index, each success also costs a digest of its item: tens of nanoseconds
 // for a string or an integer, a reflect walk of its data otherwise.
 func FanOut[I, T any](ctx context.Context, name string, items []I, fn func(ctx context.Context, item I) (T, error), opts ...Option) ([]T, error) {
+	b, err := itemBatch(ctx, "FanOut", name, items, fn, opts)
+	if err != nil || b == nil {
+		return emptyOr[[]T](err, []T{})
+	}
+	if err := b.exec(ctx, failFast, false); err != nil {
+		return nil, err
+	}
+	if err := b.failFastErr(); err != nil {
+		return nil, err
+	}
+	return b.values, nil
+}
+
+// itemBatch validates items, fn and options and returns the batch of a
+// combinator over items (FanOut, SettleEach), or nil for an empty list.
+func itemBatch[I, T any](ctx context.Context, kind, name string, items []I, fn func(ctx context.Context, item I) (T, error), opts []Option) (*batch[T], error) {
 	cfg := newConfig(opts)
 	if fn == nil {
-		cfg.errs = append(cfg.errs, errors.New("durable: FanOut with a nil fn"))
+		cfg.errs = append(cfg.errs, fmt.Errorf("durable: %s with a nil fn", kind))
 	}
 	b := &batch[T]{
-		kind: "FanOut", name: name, n: len(items), cfg: &cfg,
+		kind: kind, name: name, n: len(items), cfg: &cfg,
 		fn: func(ctx context.Context, i int) (T, error) { return fn(ctx, items[i]) },
 	}
 	if cfg.key != nil {
 		key, ok := cfg.key.(func(I) string)
 		if !ok {
-			cfg.errs = append(cfg.errs, fmt.Errorf("durable: WithKey's function takes %v, FanOut's items are %v",
-				reflect.TypeOf(cfg.key).In(0), reflect.TypeFor[I]()))
+			cfg.errs = append(cfg.errs, fmt.Errorf("durable: WithKey's function takes %v, %s's items are %v",
+				reflect.TypeOf(cfg.key).In(0), kind, reflect.TypeFor[I]()))
 		} else {
 			names := make([]string, len(items))
 			for i, it := range items {
@@ -98,15 +114,9 @@ func FanOut[I, T any](ctx context.Context, name string, items []I, fn func(ctx c
 		b.digestV1Of = func(i int) [16]byte { return itemDigestV1(items[i]) }
 	}
 	if err := b.validate(ctx); err != nil || len(items) == 0 {
-		return emptyOr[[]T](err, []T{})
-	}
-	if err := b.exec(ctx, failFast, false); err != nil {
 		return nil, err
 	}
-	if err := b.failFastErr(); err != nil {
-		return nil, err
-	}
-	return b.values, nil
+	return b, nil
 }
 
 func emptyOr[R any](err error, empty R) (R, error) {
@@ -122,6 +132,7 @@ func emptyOr[R any](err error, empty R) (R, error) {
 func stepBatch[T any](ctx context.Context, kind, name string, steps []Step[T], opts []Option) (*batch[T], error) {
 	cfg := newConfig(opts)
 	var codecs []Codec
+	var perStep []*attempts
 	for i, s := range steps {
 		if err := checkStep(s.Name, s.Fn); err != nil {
 			cfg.errs = append(cfg.errs, err)
@@ -140,13 +151,23 @@ func stepBatch[T any](ctx context.Context, kind, name string, steps []Step[T], o
 			}
 			codecs[i] = s.cfg.codec
 		}
+		if s.cfg.retry != nil || s.cfg.stepTimeout != 0 {
+			if perStep == nil {
+				perStep = make([]*attempts, len(steps))
+			}
+		}
+	}
+	if perStep != nil {
+		for i, s := range steps {
+			perStep[i] = attemptsOf(s.cfg, &cfg)
+		}
 	}
 	nameOf := func(i int) string { return steps[i].Name }
 	if err := checkNames(len(steps), nameOf); err != nil {
 		cfg.errs = append(cfg.errs, err)
 	}
 	b := &batch[T]{
-		kind: kind, name: name, n: len(steps), cfg: &cfg, nameOf: nameOf, codecs: codecs,
+		kind: kind, name: name, n: len(steps), cfg: &cfg, nameOf: nameOf, codecs: codecs, attemptsAll: perStep,
 		fn: func(ctx context.Context, i int) (T, error) { return steps[i].Fn(ctx) },
 	}
 	if err := b.validate(ctx); err != nil || len(steps) == 0 {
@@ -163,11 +184,11 @@ func (b *batch[T]) validate(ctx context.Context) error {
 	if b.name == "" {
 		b.cfg.errs = append(b.cfg.errs, errors.New("durable: a combinator with an empty name"))
 	}
-	if b.cfg.completion && b.kind != "Settle" {
-		b.cfg.errs = append(b.cfg.errs, fmt.Errorf("durable: WithCompletion applies to Settle, not %s", b.kind))
+	if b.cfg.completion && !b.settles() {
+		b.cfg.errs = append(b.cfg.errs, fmt.Errorf("durable: WithCompletion applies to Settle and SettleEach, not %s", b.kind))
 	}
 	if b.cfg.key != nil {
-		b.cfg.errs = append(b.cfg.errs, fmt.Errorf("durable: WithKey applies to FanOut, not %s", b.kind))
+		b.cfg.errs = append(b.cfg.errs, fmt.Errorf("durable: WithKey applies to FanOut and SettleEach, not %s", b.kind))
 	}
 	if sc := scopeOf(ctx); sc != nil && sc.base == "" {
 		b.cfg.errs = append(b.cfg.errs, errNoExecution)
@@ -253,6 +274,10 @@ func (b *batch[T]) exec(ctx context.Context, r rule, final bool) error {
 	b.rule = r
 	b.final = final
 	b.limit = b.cfg.limit
+	if b.attemptsAll == nil {
+		b.attempts = attemptsOf(nil, b.cfg)
+	}
+	b.retries = b.attempts != nil || b.attemptsAll != nil
 	b.init(ctx)
 	if b.sc != nil {
 		if ctx.Err() != nil { // before the journal is asked anything

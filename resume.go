@@ -149,7 +149,7 @@ func (b *batch[T]) restore(ctx context.Context) error {
 	// deadline, while the branch ran. A resumed run whose decision was not
 	// journaled counts it as that run did: Cancelled.
 	var deadline int64
-	if b.kind == "Settle" && b.cfg.timeout > 0 {
+	if b.settles() && b.cfg.timeout > 0 {
 		deadline = b.start.Add(b.cfg.timeout).UnixNano()
 	}
 	for i := range b.n {

@@ -30,6 +30,24 @@ func Settle[T any](ctx context.Context, name string, steps []Step[T], opts ...Op
 	if err != nil || b == nil {
 		return emptyOr(err, &BatchResult[T]{Items: []Item[T]{}, Reason: ReasonAllCompleted})
 	}
+	return b.settle(ctx)
+}
+
+// SettleEach is [Settle] over items: it calls fn for every item concurrently,
+// under the completion policy of [WithCompletion], and returns what became of
+// each one. Branches are named and journaled as [FanOut]'s: by index, with a
+// digest of each item, unless [WithKey] names them by item. Errors, policies,
+// timeouts, journaling and cost are Settle's.
+func SettleEach[I, T any](ctx context.Context, name string, items []I, fn func(ctx context.Context, item I) (T, error), opts ...Option) (*BatchResult[T], error) {
+	b, err := itemBatch(ctx, "SettleEach", name, items, fn, opts)
+	if err != nil || b == nil {
+		return emptyOr(err, &BatchResult[T]{Items: []Item[T]{}, Reason: ReasonAllCompleted})
+	}
+	return b.settle(ctx)
+}
+
+// settle runs a Settle or SettleEach batch under its completion policy.
+func (b *batch[T]) settle(ctx context.Context) (*BatchResult[T], error) {
 	r, err := settleRule(b.cfg.completions, b.n)
 	if err != nil {
 		return nil, err
@@ -190,6 +208,10 @@ const (
 	ReasonFailureToleranceExceeded
 	// ReasonTimedOut: the WithTimeout deadline passed first.
 	ReasonTimedOut
+	// ReasonRuleMet: a CompleteWhen rule said the batch met its goal.
+	ReasonRuleMet
+	// ReasonRuleFailed: a CompleteWhen rule said the batch failed its goal.
+	ReasonRuleFailed
 )
 
 func (r Reason) String() string {
@@ -202,6 +224,10 @@ func (r Reason) String() string {
 		return "FAILURE_TOLERANCE_EXCEEDED"
 	case ReasonTimedOut:
 		return "TIMED_OUT"
+	case ReasonRuleMet:
+		return "RULE_MET"
+	case ReasonRuleFailed:
+		return "RULE_FAILED"
 	}
 	return "Reason(" + strconv.Itoa(int(r)) + ")"
 }

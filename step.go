@@ -47,7 +47,9 @@ func NewStep[T any](name string, fn func(ctx context.Context) (T, error), opts .
 // under the step's key, with the step's codec unless they name their own.
 //
 // Run does not recover panics: a panic in Fn propagates to the caller, as in a
-// plain call. Combinators do recover them.
+// plain call. Combinators do recover them, and so does a step with a
+// [WithRetry] or [WithStepTimeout] policy: a panic is then a failed attempt,
+// as a *[PanicError].
 func (s Step[T]) Run(ctx context.Context) (T, error) {
 	var zero T
 	if err := checkStep(s.Name, s.Fn); err != nil {
@@ -62,8 +64,13 @@ func (s Step[T]) Run(ctx context.Context) (T, error) {
 		return zero, fmt.Errorf("durable: step %q: nil context", s.Name)
 	}
 	sc := scopeOf(ctx)
+	a := attemptsOf(s.cfg, nil)
 	if sc == nil {
-		return s.Fn(ctx)
+		if a == nil {
+			return s.Fn(ctx)
+		}
+		v, err, _ := runAttempts(ctx, a, nil, s.Name, func(ctx context.Context) context.Context { return ctx }, s.Fn)
+		return v, err
 	}
 	codec := s.cfg.codecOr(sc.codec())
 	if err := checkEncodable[T](codec); err != nil {
@@ -84,7 +91,18 @@ func (s Step[T]) Run(ctx context.Context) (T, error) {
 		return v, ferr
 	}
 	start := now()
-	v, err := s.Fn(childContext(ctx, key, sc.childEnv(ctx, codec)))
+	env := sc.childEnv(ctx, codec)
+	var v T
+	if a == nil {
+		v, err = s.Fn(childContext(ctx, key, env))
+	} else {
+		j := &attemptJournal{sc: sc, ctx: sc.writeContext(ctx), key: key, resumed: true, clock: now}
+		var jerr error
+		v, err, jerr = runAttempts(ctx, a, j, key, func(ctx context.Context) context.Context { return childContext(ctx, key, env) }, s.Fn)
+		if jerr != nil {
+			return zero, jerr
+		}
+	}
 	v, err, jerr := checkpoint(sc.writeContext(ctx), sc, key, 0, "", start, now(), codec, v, err)
 	if jerr != nil {
 		return zero, jerr

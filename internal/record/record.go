@@ -12,6 +12,7 @@
 //	<execution>/<combinator>/!d                    its decision (Settle, Race, Any)
 //	<execution>/<combinator>/<branch>/<step>       a step run inside the branch
 //	<execution>/<step>                             a step run by Step.Run
+//	<branch or step>/!a<n>                         its failed attempt n (retries)
 //
 // [Escape] replaces '%', '/', '#' and '!' with %25, %2F, %23 and %21. A name used
 // again in the same scope gets the suffix #2, #3, ... in call order.
@@ -33,6 +34,8 @@
 //	              ran (varint) | codec (string) | value (the rest)
 //	'f' failure:  seq (uvarint) | item digest (string) | finished (varint) |
 //	              ran (varint) | error
+//	'a' attempt:  attempt (uvarint) | finished (varint) | ran (varint) |
+//	              next attempt (varint) | error
 //	'd' decision: decided (varint) | reason (byte) | winner+1 (uvarint) |
 //	              n (uvarint) | n status bytes |
 //	              failures (uvarint k, then k times: index (uvarint) | error)
@@ -77,12 +80,15 @@ const (
 	KindSuccess  = 's'
 	KindFailure  = 'f'
 	KindDecision = 'd'
+	KindAttempt  = 'a'
 )
 
-// Keys of a combinator's own entries, under its prefix.
+// Keys of a combinator's own entries, under its prefix, and of a step's
+// failed attempts, under its key ("!a1", "!a2", ...).
 const (
 	HeadSegment     = "!h"
 	DecisionSegment = "!d"
+	AttemptSegment  = "!a"
 )
 
 // MaxNamesInHead bounds the branch names kept in a head record: above it only
@@ -137,6 +143,10 @@ type Record struct {
 	Codec      string
 	Value      []byte
 	Err        Error
+
+	// attempt
+	Attempt int   // the failed attempt's number, from 1
+	NextAt  int64 // when the next attempt may start, Unix nanoseconds
 
 	// decision
 	Decided  int64 // Unix nanoseconds; 0 in version 1
@@ -254,6 +264,12 @@ func (r *Record) appendBody(b []byte) []byte {
 		b = binary.AppendVarint(b, r.Finished)
 		b = binary.AppendVarint(b, r.Ran)
 		b = appendError(b, r.Err)
+	case KindAttempt:
+		b = binary.AppendUvarint(b, uint64(r.Attempt))
+		b = binary.AppendVarint(b, r.Finished)
+		b = binary.AppendVarint(b, r.Ran)
+		b = binary.AppendVarint(b, r.NextAt)
+		b = appendError(b, r.Err)
 	case KindDecision:
 		b = binary.AppendVarint(b, r.Decided)
 		b = append(b, r.Reason)
@@ -350,6 +366,18 @@ func Decode(key string, b []byte) (*Record, error) {
 			r.Ran = d.varint("run time")
 		}
 		r.Err = d.error(v2)
+	case KindAttempt:
+		if !v2 {
+			return nil, corrupt(key, "an attempt record in version 1")
+		}
+		r.Attempt = d.count("attempt", maxInt)
+		r.Finished = d.varint("finish time")
+		r.Ran = d.varint("run time")
+		r.NextAt = d.varint("next attempt time")
+		r.Err = d.error(true)
+		if d.err == nil && r.Attempt < 1 {
+			d.fail("attempt 0")
+		}
 	case KindDecision:
 		if v2 {
 			r.Decided = d.varint("decision time")
@@ -398,7 +426,7 @@ func Decode(key string, b []byte) (*Record, error) {
 const (
 	StatusFailed = 2
 	MaxStatus    = 4
-	MaxReason    = 4
+	MaxReason    = 6
 )
 
 const maxInt = int(^uint(0) >> 1)

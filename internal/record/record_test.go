@@ -30,7 +30,7 @@ func randomRecords(r *rand.Rand, n int) []*Record {
 	var out []*Record
 	for len(out) < n {
 		rec := &Record{Version: Version, Winner: -1}
-		switch r.IntN(4) {
+		switch r.IntN(5) {
 		case 0:
 			names := []string{str(), str(), str()}
 			rec = NewHead(r.Int64(), str(), str(), len(names), func(i int) string { return names[i] })
@@ -41,6 +41,9 @@ func randomRecords(r *rand.Rand, n int) []*Record {
 		case 2:
 			rec.Kind = KindFailure
 			rec.Seq, rec.ItemDigest, rec.Finished, rec.Ran, rec.Err = r.Uint64(), str(), r.Int64(), r.Int64(), errRec()
+		case 4:
+			rec.Kind = KindAttempt
+			rec.Attempt, rec.Finished, rec.Ran, rec.NextAt, rec.Err = 1+r.IntN(9), r.Int64(), r.Int64(), r.Int64(), errRec()
 		case 3:
 			rec.Kind = KindDecision
 			rec.Decided, rec.Reason = r.Int64(), uint8(1+r.IntN(MaxReason))

@@ -366,8 +366,13 @@ func (b *batch[T]) work(i int) {
 		b.steps(&w)
 		if p := w.panicked; p != nil {
 			w.panicked = nil
-			var zero T
-			w.i = b.countNow(w.i, zero, p)
+			var v T
+			var err error = p
+			if b.retries && b.attemptsOf(w.i) != nil {
+				// A panic is a failed attempt like any other.
+				v, err = b.retriedPlain(w.i, &firstAttempt{err: p})
+			}
+			w.i = b.countNow(w.i, v, err)
 		}
 	}
 }
@@ -431,8 +436,12 @@ func (b *batch[T]) steps(w *worker) {
 		var err error
 		if !b.retries {
 			v, err = b.fn(b.ctx, w.i)
-		} else {
-			v, err = b.retriedPlain(w.i)
+		} else if a := b.attemptsOf(w.i); a == nil {
+			v, err = b.fn(b.ctx, w.i)
+		} else if a.timeout != 0 {
+			v, err = b.retriedPlain(w.i, nil)
+		} else if v, err = b.fn(b.ctx, w.i); err != nil {
+			v, err = b.retriedPlain(w.i, &firstAttempt{err: err})
 		}
 		if b.fast && err == nil {
 			select {
@@ -478,11 +487,23 @@ func (b *batch[T]) stepJournaled(w *worker, i int) int {
 	start := b.clock.now()
 	var v T
 	var err error
-	if !b.retries {
+	var a *attempts
+	if b.retries {
+		a = b.attemptsOf(i)
+	}
+	if a == nil || a.timeout == 0 && b.head == nil {
+		// Attempt 1 on the plain path: in a fresh batch no attempt can be
+		// journaled yet.
 		v, err = b.call(childContext(b.ctx, key, b.envOf(i, codec)), i)
+		if a != nil && err != nil {
+			var jerr error
+			if v, err, jerr = b.retried(i, key, codec, a, &firstAttempt{start: start, err: err}); jerr != nil {
+				return b.journalFailed(i, jerr)
+			}
+		}
 	} else {
 		var jerr error
-		if v, err, jerr = b.retried(i, key, codec); jerr != nil {
+		if v, err, jerr = b.retried(i, key, codec, a, nil); jerr != nil {
 			return b.journalFailed(i, jerr)
 		}
 	}
@@ -521,33 +542,26 @@ func (b *batch[T]) attemptsOf(i int) *attempts {
 	return b.attempts
 }
 
-// retried runs branch i under its attempts, journaling its failed attempts.
+// retried runs branch i under its attempts a, journaling its failed
+// attempts; after first, when its first attempt ran already.
 //
 //go:noinline
-func (b *batch[T]) retried(i int, key string, codec Codec) (T, error, error) {
-	a := b.attemptsOf(i)
+func (b *batch[T]) retried(i int, key string, codec Codec, a *attempts, first *firstAttempt) (T, error, error) {
 	env := b.envOf(i, codec)
-	if a == nil {
-		v, err := b.call(childContext(b.ctx, key, env), i)
-		return v, err, nil
-	}
 	j := &attemptJournal{sc: b.sc, ctx: b.writeCtx, key: key, resumed: b.head != nil, clock: b.clock.now}
-	return runAttempts(b.ctx, a, j, key,
+	return runAttemptsFrom(b.ctx, a, j, key,
 		func(ctx context.Context) context.Context { return childContext(ctx, key, env) },
-		func(ctx context.Context) (T, error) { return b.fn(ctx, i) })
+		func(ctx context.Context) (T, error) { return b.fn(ctx, i) }, first)
 }
 
-// retriedPlain runs branch i of a batch without a journal under its attempts.
+// retriedPlain runs branch i of a batch without a journal under its attempts:
+// from the second attempt, after first, when first is not nil.
 //
 //go:noinline
-func (b *batch[T]) retriedPlain(i int) (T, error) {
-	a := b.attemptsOf(i)
-	if a == nil {
-		return b.fn(b.ctx, i)
-	}
-	v, err, _ := runAttempts(b.ctx, a, nil, b.nameOf(i),
+func (b *batch[T]) retriedPlain(i int, first *firstAttempt) (T, error) {
+	v, err, _ := runAttemptsFrom(b.ctx, b.attemptsOf(i), nil, b.nameOf(i),
 		func(ctx context.Context) context.Context { return ctx },
-		func(ctx context.Context) (T, error) { return b.fn(ctx, i) })
+		func(ctx context.Context) (T, error) { return b.fn(ctx, i) }, first)
 	return v, err
 }
 

@@ -224,23 +224,55 @@ func (j *attemptJournal) put(n int, start, finished, next int64, err error) erro
 // attempts of the step journaled inside it). A panic in call is the attempt's
 // failure. jerr reports a journal failure.
 func runAttempts[T any](ctx context.Context, a *attempts, j *attemptJournal, name string, scoped func(context.Context) context.Context, call func(context.Context) (T, error)) (v T, err, jerr error) {
-	first, wait := 1, time.Duration(0)
+	return runAttemptsFrom(ctx, a, j, name, scoped, call, nil)
+}
+
+// firstAttempt is the outcome of a step's first attempt, run by the caller
+// on its own fast path: a policy costs a step that succeeds at once nothing
+// but its lookup.
+type firstAttempt struct {
+	start int64
+	err   error
+}
+
+// runAttemptsFrom is runAttempts after a first attempt that failed with
+// first.err, when first is not nil.
+func runAttemptsFrom[T any](ctx context.Context, a *attempts, j *attemptJournal, name string, scoped func(context.Context) context.Context, call func(context.Context) (T, error), first *firstAttempt) (v T, err, jerr error) {
+	n0, wait := 1, time.Duration(0)
 	clock := now
 	key := name
 	if j != nil {
-		clock, key = j.clock, j.key
+		clock = j.clock
+		key = j.key
+	}
+	if first != nil {
+		// Attempt 1 failed: go on from there, as the loop below would have.
+		err = first.err
+		if !a.retryable(err) || ctx.Err() != nil || a.retry.MaxAttempts <= 1 {
+			return v, err, nil
+		}
+		wait = a.backoff(key, 1)
+		if j != nil {
+			finished := clock()
+			if jerr := j.put(1, first.start, finished, finished+int64(wait), err); jerr != nil {
+				return v, nil, jerr
+			}
+		}
+		n0 = 2
+	}
+	if j != nil && first == nil {
 		if j.resumed && a.retry.MaxAttempts > 1 {
 			n, next, gerr := j.last(ctx, a.retry.MaxAttempts)
 			if gerr != nil {
 				return v, nil, gerr
 			}
 			if n > 0 {
-				first, wait = n+1, time.Duration(next-clock())
+				n0, wait = n+1, time.Duration(next-clock())
 			}
 		}
 	}
-	var last error
-	for n := first; ; n++ {
+	last := err
+	for n := n0; ; n++ {
 		if wait > 0 {
 			if werr := sleep(ctx, wait); werr != nil {
 				if last == nil {

@@ -66,6 +66,15 @@ type batch[T any] struct {
 	codec    Codec                     // the branches' codec; nil: encoding/json
 	codecs   []Codec                   // per branch, when some step names its own
 	env      *scopeEnv                 // the branches' scopes', with b.codec
+	obs    Observer        // nil: no events
+	obsCtx context.Context // the context the Observer gave the batch
+	// attemptsRun: attempts run by each branch that was retried, for the
+	// Observer.
+	attemptsRun      sync.Map
+	decisionReplayed bool // the decision came from the journal
+	// restoredRan: how long each restored branch ran, as journaled, -1 for
+	// the others; kept for an Observer only.
+	restoredRan []int64
 	// attempts: the branches' retry policy and step timeout, or nil;
 	// attemptsAll, per branch, when some step has options of its own.
 	attempts    *attempts
@@ -144,6 +153,7 @@ func (b *batch[T]) init(ctx context.Context) error {
 	b.start = time.Now()
 	b.clock = clock{at: b.start, wall: b.start.UnixNano()}
 	b.parent = ctx
+	b.obs = observerOf(ctx)
 	b.sc = scopeOf(ctx)
 	if b.sc != nil {
 		b.writeCtx = b.sc.writeContext(ctx)
@@ -167,7 +177,7 @@ func (b *batch[T]) run(parent context.Context) {
 		b.ctx = dctx
 	}
 	b.done = b.ctx.Done()
-	b.fast = b.sc == nil && b.rule.isFailFast() && !b.settles()
+	b.fast = b.sc == nil && b.rule.isFailFast() && !b.settles() && b.obs == nil
 	if b.final && b.sc != nil && b.cfg.timeout > 0 {
 		// A journaled decision is made, and journaled, when the deadline
 		// passes, not when a branch next finishes: a crash in between must
@@ -370,7 +380,7 @@ func (b *batch[T]) work(i int) {
 			var err error = p
 			if b.retries && b.attemptsOf(w.i) != nil {
 				// A panic is a failed attempt like any other.
-				v, err = b.retriedPlain(w.i, &firstAttempt{err: p})
+				v, err = b.retriedPlain(b.ctx, w.i, &firstAttempt{err: p})
 			}
 			w.i = b.countNow(w.i, v, err)
 		}
@@ -434,14 +444,16 @@ func (b *batch[T]) steps(w *worker) {
 	for w.i >= 0 {
 		var v T
 		var err error
-		if !b.retries {
+		if b.obs != nil {
+			v, err = b.stepObserved(w.i)
+		} else if !b.retries {
 			v, err = b.fn(b.ctx, w.i)
 		} else if a := b.attemptsOf(w.i); a == nil {
 			v, err = b.fn(b.ctx, w.i)
 		} else if a.timeout != 0 {
-			v, err = b.retriedPlain(w.i, nil)
+			v, err = b.retriedPlain(b.ctx, w.i, nil)
 		} else if v, err = b.fn(b.ctx, w.i); err != nil {
-			v, err = b.retriedPlain(w.i, &firstAttempt{err: err})
+			v, err = b.retriedPlain(b.ctx, w.i, &firstAttempt{err: err})
 		}
 		if b.fast && err == nil {
 			select {
@@ -485,29 +497,18 @@ func (b *batch[T]) stepJournaled(w *worker, i int) int {
 	}
 	codec := b.codecOf(i)
 	start := b.clock.now()
-	var v T
-	var err error
-	var a *attempts
-	if b.retries {
-		a = b.attemptsOf(i)
+	ctx := b.ctx
+	if b.obs != nil {
+		ctx = b.observeBranchStart(i, key)
 	}
-	if a == nil || a.timeout == 0 && b.head == nil {
-		// Attempt 1 on the plain path: in a fresh batch no attempt can be
-		// journaled yet.
-		v, err = b.call(childContext(b.ctx, key, b.envOf(i, codec)), i)
-		if a != nil && err != nil {
-			var jerr error
-			if v, err, jerr = b.retried(i, key, codec, a, &firstAttempt{start: start, err: err}); jerr != nil {
-				return b.journalFailed(i, jerr)
-			}
-		}
-	} else {
-		var jerr error
-		if v, err, jerr = b.retried(i, key, codec, a, nil); jerr != nil {
-			return b.journalFailed(i, jerr)
-		}
+	v, err, jerr := b.runBranch(ctx, i, key, codec, start)
+	if jerr != nil {
+		return b.journalFailed(i, jerr)
 	}
 	if err != nil && !permanent(err) {
+		if b.obs != nil {
+			b.observeBranchEnd(ctx, i, key, err, start)
+		}
 		return b.countNow(i, v, err)
 	}
 	// The outcomes after seq are counted once seq is. If the checkpoint never
@@ -515,23 +516,47 @@ func (b *batch[T]) stepJournaled(w *worker, i int) int {
 	// seq up.
 	seq := b.seq.Add(1) - 1
 	w.seq, w.checkpointing = seq, true
-	var jerr error
 	finished := b.clock.now()
 	if err == nil {
 		// checkpoint, in pieces, so that Put runs one frame up.
 		var rec []byte
 		if rec, v, err = successRecord(key, seq, digest, start, finished, codec, v); err == nil {
 			stored, perr := b.sc.env.j.Put(b.writeCtx, key, rec)
+			if b.obs != nil {
+				b.observeCheckpoint(ctx, i, key, len(rec), finished)
+			}
 			v, err, jerr = storedSuccess(b.writeCtx, key, digest, codec, rec, stored, perr, v)
 		}
 	} else {
 		v, err, jerr = checkpoint(b.writeCtx, b.sc, key, seq, digest, start, finished, codec, v, err)
 	}
 	w.checkpointing = false
+	if b.obs != nil {
+		b.observeBranchEnd(ctx, i, key, errors.Join(err, jerr), start)
+	}
 	if jerr != nil {
 		return b.checkpointFailed(i, seq, jerr)
 	}
 	return b.checkpointed(w, slotOf[T]{seq: seq, i: i, v: v, err: err})
+}
+
+// runBranch runs branch i with its attempts, in a scope under key, from ctx:
+// the batch's context, or the one an Observer returned for the branch.
+func (b *batch[T]) runBranch(ctx context.Context, i int, key string, codec Codec, start int64) (T, error, error) {
+	var a *attempts
+	if b.retries {
+		a = b.attemptsOf(i)
+	}
+	if a == nil || a.timeout == 0 && b.head == nil {
+		// Attempt 1 on the plain path: in a fresh batch no attempt can be
+		// journaled yet.
+		v, err := b.call(childContext(ctx, key, b.envOf(i, codec)), i)
+		if a != nil && err != nil {
+			return b.retried(ctx, i, key, codec, a, &firstAttempt{start: start, err: err})
+		}
+		return v, err, nil
+	}
+	return b.retried(ctx, i, key, codec, a, nil)
 }
 
 // attemptsOf is branch i's attempts, or nil.
@@ -542,26 +567,26 @@ func (b *batch[T]) attemptsOf(i int) *attempts {
 	return b.attempts
 }
 
-// retried runs branch i under its attempts a, journaling its failed
+// retried runs branch i under its attempts a, from ctx, journaling its failed
 // attempts; after first, when its first attempt ran already.
 //
 //go:noinline
-func (b *batch[T]) retried(i int, key string, codec Codec, a *attempts, first *firstAttempt) (T, error, error) {
+func (b *batch[T]) retried(ctx context.Context, i int, key string, codec Codec, a *attempts, first *firstAttempt) (T, error, error) {
 	env := b.envOf(i, codec)
 	j := &attemptJournal{sc: b.sc, ctx: b.writeCtx, key: key, resumed: b.head != nil, clock: b.clock.now}
-	return runAttemptsFrom(b.ctx, a, j, key,
+	return runAttemptsFrom(ctx, a, j, key,
 		func(ctx context.Context) context.Context { return childContext(ctx, key, env) },
-		func(ctx context.Context) (T, error) { return b.fn(ctx, i) }, first)
+		func(ctx context.Context) (T, error) { return b.fn(ctx, i) }, first, b.retryObserver(ctx, i, key))
 }
 
-// retriedPlain runs branch i of a batch without a journal under its attempts:
-// from the second attempt, after first, when first is not nil.
+// retriedPlain runs branch i of a batch without a journal under its attempts,
+// from ctx: from the second attempt, after first, when first is not nil.
 //
 //go:noinline
-func (b *batch[T]) retriedPlain(i int, first *firstAttempt) (T, error) {
-	v, err, _ := runAttemptsFrom(b.ctx, b.attemptsOf(i), nil, b.nameOf(i),
+func (b *batch[T]) retriedPlain(ctx context.Context, i int, first *firstAttempt) (T, error) {
+	v, err, _ := runAttemptsFrom(ctx, b.attemptsOf(i), nil, b.nameOf(i),
 		func(ctx context.Context) context.Context { return ctx },
-		func(ctx context.Context) (T, error) { return b.fn(ctx, i) }, first)
+		func(ctx context.Context) (T, error) { return b.fn(ctx, i) }, first, b.retryObserver(ctx, i, b.nameOf(i)))
 	return v, err
 }
 

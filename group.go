@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +43,10 @@ type Group struct {
 	sc       *scope
 	codec    Codec     // the branches'; nil: encoding/json
 	attempts *attempts // the branches' retry policy and step timeout, or nil
+	obs      Observer        // nil: no events
+	obsCtx   context.Context // the context the Observer gave the group
+	obsEvent Event           // the group's fields of its events
+	started  time.Time
 	resumed  bool      // the journal held the group's head: a later run
 	env      *scopeEnv // the branches' scopes'
 	prefix   string
@@ -87,6 +92,18 @@ func NewGroup(ctx context.Context, name string, opts ...Option) *Group {
 			g.err = err
 			return g
 		}
+	}
+	if g.obs = observerOf(ctx); g.obs != nil {
+		e := Event{Kind: EventBatchStart, Combinator: "Group", Name: name, Index: -1, Path: record.Escape(name), Branches: -1,
+			Limit: g.limit, Policy: failFast.String(), Resumed: g.resumed}
+		if g.sc != nil {
+			e.Path = strings.TrimSuffix(g.prefix, "/")
+			e.Execution = executionOf(e.Path)
+		}
+		g.started = time.Now()
+		g.obsEvent = e
+		ctx = observe(ctx, g.obs, e)
+		g.obsCtx = ctx
 	}
 	cctx, cancel := context.WithCancelCause(ctx)
 	g.ctx, g.cancel = cctx, cancel
@@ -248,6 +265,9 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 			default:
 				f.v, f.ok = v, true
 			}
+			if o := newBranchObserver(g.obs, "Group", name, i, key, ""); o != nil && err == nil {
+				o.replayed(g.obsCtx, ferr, time.Duration(r.Ran))
+			}
 			return f
 		}
 	}
@@ -283,7 +303,12 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 					f.v, f.ok = v, true
 				}
 			}()
-			ctx := g.ctx
+			base := g.ctx
+			o := newBranchObserver(g.obs, "Group", name, i, key, record.Escape(g.name)+"/"+record.Escape(name))
+			if o != nil {
+				base = o.begin(base)
+			}
+			ctx := base
 			if g.sc != nil {
 				ctx = childContext(ctx, key, g.env)
 			}
@@ -294,7 +319,7 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 				fv, ferr = callGroup(ctx, fn)
 			} else {
 				var jerr error
-				if fv, ferr, jerr = retriedGroup(g, key, name, fn); jerr != nil {
+				if fv, ferr, jerr = retriedGroup(g, base, key, name, fn, o.onRetry(base)); jerr != nil {
 					err = jerr
 					return
 				}
@@ -305,6 +330,9 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 				if jerr != nil {
 					ferr = jerr
 				}
+			}
+			if o != nil {
+				o.end(base, ferr)
 			}
 			v, err = fv, ferr
 		},
@@ -319,17 +347,17 @@ func Go[T any](g *Group, name string, fn func(ctx context.Context) (T, error)) *
 	return f
 }
 
-// retried runs fn under the group's attempts, journaling its failed
-// attempts under key when the group has a journal. jerr reports a journal
-// failure.
-func retriedGroup[T any](g *Group, key, name string, fn func(context.Context) (T, error)) (T, error, error) {
+// retriedGroup runs fn under the group's attempts, from ctx, journaling its
+// failed attempts under key when the group has a journal. jerr reports a
+// journal failure.
+func retriedGroup[T any](g *Group, ctx context.Context, key, name string, fn func(context.Context) (T, error), onRetry func(int, time.Duration, error)) (T, error, error) {
 	scoped := func(ctx context.Context) context.Context { return ctx }
 	var j *attemptJournal
 	if g.sc != nil {
 		j = &attemptJournal{sc: g.sc, ctx: g.sc.writeContext(g.parent), key: key, resumed: g.resumed, clock: now}
 		scoped = func(ctx context.Context) context.Context { return childContext(ctx, key, g.env) }
 	}
-	return runAttempts(g.ctx, g.attempts, j, name, scoped, fn)
+	return runAttempts(ctx, g.attempts, j, name, scoped, fn, onRetry)
 }
 
 // work runs job, then the queued jobs, one at a time.
@@ -382,6 +410,14 @@ func (g *Group) Wait() error {
 			g.cancel(errDecided)
 		}
 		g.done = true
+		if g.obs != nil {
+			e := g.obsEvent
+			e.Kind, e.Err, e.Duration, e.Branches = EventBatchEnd, g.err, time.Since(g.started), g.n
+			if g.err == nil {
+				e.Reason, e.Succeeded = ReasonAllCompleted, g.n
+			}
+			observe(g.obsCtx, g.obs, e)
+		}
 	}
 	return g.err
 }

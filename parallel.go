@@ -8,6 +8,8 @@ import (
 	"math/bits"
 	"reflect"
 	"strconv"
+
+	"github.com/durable-go/durable/internal/record"
 )
 
 // Parallel runs steps concurrently and returns their values in input order.
@@ -279,6 +281,18 @@ func (b *batch[T]) exec(ctx context.Context, r rule, final bool) error {
 	}
 	b.retries = b.attempts != nil || b.attemptsAll != nil
 	b.init(ctx)
+	if b.obs == nil {
+		return b.execJournal(ctx)
+	}
+	err := b.execJournal(ctx)
+	b.observeEnd(err)
+	return err
+}
+
+// execJournal is exec once the batch is set up: with a journal it opens the
+// batch first and, for a final combinator, replays a journaled decision.
+func (b *batch[T]) execJournal(ctx context.Context) error {
+	var dec *record.Record
 	if b.sc != nil {
 		if ctx.Err() != nil { // before the journal is asked anything
 			return context.Cause(ctx)
@@ -286,17 +300,20 @@ func (b *batch[T]) exec(ctx context.Context, r rule, final bool) error {
 		if err := b.checkCodecs(); err != nil {
 			return err
 		}
-		dec, err := b.open(ctx, final)
-		if err != nil {
+		var err error
+		if dec, err = b.open(ctx, b.final); err != nil {
 			return err
 		}
 		if b.pending != nil { // restored branches decided
 			b.mu.Lock()
 			b.unlock()
 		}
-		if dec != nil {
-			return b.replay(ctx, dec)
-		}
+	}
+	if b.obs != nil {
+		ctx = b.observeStart(ctx)
+	}
+	if dec != nil {
+		return b.replay(ctx, dec)
 	}
 	if !b.decided { // restored branches may have decided
 		b.run(ctx)

@@ -141,6 +141,7 @@ func (b *batch[T]) restore(ctx context.Context) error {
 		i   int
 		v   T
 		err error
+		ran int64
 	}
 	var all []found
 	var late []int
@@ -178,7 +179,7 @@ func (b *batch[T]) restore(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		all = append(all, found{seq: r.Seq, i: i, v: v, err: ferr})
+		all = append(all, found{seq: r.Seq, i: i, v: v, err: ferr, ran: r.Ran})
 	}
 	slices.SortFunc(all, func(x, y found) int {
 		if x.seq != y.seq {
@@ -190,6 +191,15 @@ func (b *batch[T]) restore(ctx context.Context) error {
 		return x.i - y.i
 	})
 	b.restored = nil
+	if b.obs != nil && len(all) > 0 {
+		b.restoredRan = make([]int64, b.n)
+		for i := range b.restoredRan {
+			b.restoredRan[i] = -1
+		}
+		for _, f := range all {
+			b.restoredRan[f.i] = f.ran
+		}
+	}
 	for _, f := range all {
 		b.count(f.i, f.v, f.err, nil, true)
 		if f.seq >= b.seq.Load() {
@@ -308,7 +318,9 @@ func (b *batch[T]) replay(ctx context.Context, dec *record.Record) error {
 			b.failed++
 		}
 	}
+	defer b.observeDecision()
 	b.decided = true
+	b.decisionReplayed = true
 	b.reason = Reason(dec.Reason)
 	b.decider = -1
 	if dec.Winner >= 0 {

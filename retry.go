@@ -223,8 +223,8 @@ func (j *attemptJournal) put(n int, start, finished, next int64, err error) erro
 // fresh scope under the step's key, so that an attempt replays what earlier
 // attempts of the step journaled inside it). A panic in call is the attempt's
 // failure. jerr reports a journal failure.
-func runAttempts[T any](ctx context.Context, a *attempts, j *attemptJournal, name string, scoped func(context.Context) context.Context, call func(context.Context) (T, error)) (v T, err, jerr error) {
-	return runAttemptsFrom(ctx, a, j, name, scoped, call, nil)
+func runAttempts[T any](ctx context.Context, a *attempts, j *attemptJournal, name string, scoped func(context.Context) context.Context, call func(context.Context) (T, error), onRetry func(n int, wait time.Duration, err error)) (v T, err, jerr error) {
+	return runAttemptsFrom(ctx, a, j, name, scoped, call, nil, onRetry)
 }
 
 // firstAttempt is the outcome of a step's first attempt, run by the caller
@@ -237,7 +237,10 @@ type firstAttempt struct {
 
 // runAttemptsFrom is runAttempts after a first attempt that failed with
 // first.err, when first is not nil.
-func runAttemptsFrom[T any](ctx context.Context, a *attempts, j *attemptJournal, name string, scoped func(context.Context) context.Context, call func(context.Context) (T, error), first *firstAttempt) (v T, err, jerr error) {
+//
+// onRetry, when not nil, is told of each failed attempt n that is retried
+// after wait.
+func runAttemptsFrom[T any](ctx context.Context, a *attempts, j *attemptJournal, name string, scoped func(context.Context) context.Context, call func(context.Context) (T, error), first *firstAttempt, onRetry func(n int, wait time.Duration, err error)) (v T, err, jerr error) {
 	n0, wait := 1, time.Duration(0)
 	clock := now
 	key := name
@@ -252,6 +255,9 @@ func runAttemptsFrom[T any](ctx context.Context, a *attempts, j *attemptJournal,
 			return v, err, nil
 		}
 		wait = a.backoff(key, 1)
+		if onRetry != nil {
+			onRetry(1, wait, err)
+		}
 		if j != nil {
 			finished := clock()
 			if jerr := j.put(1, first.start, finished, finished+int64(wait), err); jerr != nil {
@@ -298,6 +304,9 @@ func runAttemptsFrom[T any](ctx context.Context, a *attempts, j *attemptJournal,
 		}
 		last = err
 		wait = a.backoff(key, n)
+		if onRetry != nil {
+			onRetry(n, wait, err)
+		}
 		if j != nil {
 			finished := clock()
 			if jerr := j.put(n, start, finished, finished+int64(wait), err); jerr != nil {

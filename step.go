@@ -66,10 +66,23 @@ func (s Step[T]) Run(ctx context.Context) (T, error) {
 	sc := scopeOf(ctx)
 	a := attemptsOf(s.cfg, nil)
 	if sc == nil {
-		if a == nil {
+		o := newBranchObserver(observerOf(ctx), "Step", s.Name, -1, "", record.Escape(s.Name))
+		if o == nil && a == nil {
 			return s.Fn(ctx)
 		}
-		v, err, _ := runAttempts(ctx, a, nil, s.Name, func(ctx context.Context) context.Context { return ctx }, s.Fn)
+		if o != nil {
+			ctx = o.begin(ctx)
+		}
+		var v T
+		var err error
+		if a == nil {
+			v, err = s.Fn(ctx)
+		} else {
+			v, err, _ = runAttempts(ctx, a, nil, s.Name, func(ctx context.Context) context.Context { return ctx }, s.Fn, o.onRetry(ctx))
+		}
+		if o != nil {
+			o.end(ctx, err)
+		}
 		return v, err
 	}
 	codec := s.cfg.codecOr(sc.codec())
@@ -80,6 +93,7 @@ func (s Step[T]) Run(ctx context.Context) (T, error) {
 	if err != nil {
 		return zero, err
 	}
+	o := newBranchObserver(observerOf(ctx), "Step", s.Name, -1, key, "")
 	if r, err := sc.get(ctx, key); err != nil || r != nil {
 		if err != nil {
 			return zero, err
@@ -88,22 +102,31 @@ func (s Step[T]) Run(ctx context.Context) (T, error) {
 		if err != nil {
 			return zero, err
 		}
+		if o != nil {
+			o.replayed(ctx, ferr, time.Duration(r.Ran))
+		}
 		return v, ferr
 	}
 	start := now()
 	env := sc.childEnv(ctx, codec)
+	if o != nil {
+		ctx = o.begin(ctx)
+	}
 	var v T
 	if a == nil {
 		v, err = s.Fn(childContext(ctx, key, env))
 	} else {
 		j := &attemptJournal{sc: sc, ctx: sc.writeContext(ctx), key: key, resumed: true, clock: now}
 		var jerr error
-		v, err, jerr = runAttempts(ctx, a, j, key, func(ctx context.Context) context.Context { return childContext(ctx, key, env) }, s.Fn)
+		v, err, jerr = runAttempts(ctx, a, j, key, func(ctx context.Context) context.Context { return childContext(ctx, key, env) }, s.Fn, o.onRetry(ctx))
 		if jerr != nil {
 			return zero, jerr
 		}
 	}
 	v, err, jerr := checkpoint(sc.writeContext(ctx), sc, key, 0, "", start, now(), codec, v, err)
+	if o != nil {
+		o.end(ctx, errors.Join(err, jerr))
+	}
 	if jerr != nil {
 		return zero, jerr
 	}

@@ -66,8 +66,8 @@ type batch[T any] struct {
 	codec    Codec                     // the branches' codec; nil: encoding/json
 	codecs   []Codec                   // per branch, when some step names its own
 	env      *scopeEnv                 // the branches' scopes', with b.codec
-	obs    Observer        // nil: no events
-	obsCtx context.Context // the context the Observer gave the batch
+	obs      Observer                  // nil: no events
+	obsCtx   context.Context           // the context the Observer gave the batch
 	// attemptsRun: attempts run by each branch that was retried, for the
 	// Observer.
 	attemptsRun      sync.Map

@@ -41,8 +41,8 @@ type Group struct {
 	cancel   context.CancelCauseFunc
 	limit    int
 	sc       *scope
-	codec    Codec     // the branches'; nil: encoding/json
-	attempts *attempts // the branches' retry policy and step timeout, or nil
+	codec    Codec           // the branches'; nil: encoding/json
+	attempts *attempts       // the branches' retry policy and step timeout, or nil
 	obs      Observer        // nil: no events
 	obsCtx   context.Context // the context the Observer gave the group
 	obsEvent Event           // the group's fields of its events

@@ -2,6 +2,7 @@ package durable
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -66,6 +67,17 @@ func (b *batch[T]) observeReplayed(i int, ran time.Duration) {
 func (b *batch[T]) observeEnd(err error) {
 	if b.obsCtx == nil { // ended before it started: bad input, the journal
 		b.obsCtx = b.parent
+	}
+	if err == nil && !b.settles() && b.decided {
+		// What the combinator returns besides a result.
+		switch {
+		case b.reason == ReasonTimedOut:
+			err = b.timeoutErr()
+		case b.reason == ReasonFailureToleranceExceeded && b.decider >= 0:
+			err = b.branchErr(b.decider)
+		case b.kind == "Any" && b.reason == ReasonAllCompleted:
+			err = fmt.Errorf("durable: Any %q: all %d branches failed", b.name, b.n)
+		}
 	}
 	e := b.event(EventBatchEnd)
 	e.Err, e.Replayed = err, b.decisionReplayed

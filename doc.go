@@ -103,6 +103,30 @@
 // ([ReasonRuleFailed]); the built-in criteria are checked first. Its name is
 // journaled with the batch's policy.
 //
+// # Observing
+//
+// [WithObserver] puts an [Observer] in the context: every combinator, branch,
+// Step.Run, retry and checkpoint run with it — nested ones included — reports
+// an [Event]:
+//
+//	EventBatchStart        a combinator started: kind, name, branches, cap, policy, resumed
+//	EventBranchStart       a branch or step is about to run
+//	EventBranchEnd         it finished: status, error, attempts, duration;
+//	                       alone and Replayed for one restored from the journal
+//	EventCheckpoint        an outcome was journaled: bytes, latency
+//	EventRetry             an attempt failed and another is scheduled: attempt, wait
+//	EventDecisionReplayed  a final combinator returned its journaled decision
+//	EventBatchEnd          the combinator returned: reason, counts, duration, error
+//
+// A start event's Observe returns the context the work runs with, so a
+// tracer's spans nest: a branch's span is the parent of everything its
+// function starts. Observers are called concurrently from the branches'
+// goroutines. [LogObserver] logs with log/slog and [Progress] reports a
+// batch's progress at most once an interval; the module
+// github.com/durable-go/durable/otel/durableotel turns the events into
+// OpenTelemetry spans and metrics. Without an Observer, the events cost one
+// check per branch.
+//
 // # Values
 //
 // With a journal, what a branch returns is encoded, stored, and decoded again,

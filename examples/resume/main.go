@@ -146,7 +146,9 @@ func pass(stdout io.Writer, dbPath string, crashAfter int) error {
 	fmt.Fprintf(d.out, "and reserve; the batch tolerates %.0f%% failed orders.\n\n", tolerated*100)
 	switch {
 	case d.fresh && d.crashAfter > 0:
-		fmt.Fprintf(d.out, "Fresh journal: this run dies (os.Exit(3)) after %d orders, as if killed.\n", d.crashAfter)
+		fmt.Fprintf(d.out, "Fresh journal: once %d orders have finished, the next order to reach its\n", d.crashAfter)
+		fmt.Fprintf(d.out, "reservation kills this run (os.Exit(3)), as a kill -9 would; orders still\n")
+		fmt.Fprintf(d.out, "in flight may finish, and be journaled, before it does.\n")
 	case d.fresh:
 		fmt.Fprintf(d.out, "Fresh journal, no crash: every order runs now.\n")
 	default:
@@ -161,6 +163,19 @@ func pass(stdout io.Writer, dbPath string, crashAfter int) error {
 			return d.process(ctx, o)
 		})
 	}
+	if isTerminal(os.Stderr) {
+		// A live progress line, redrawn at most every 100 ms.
+		ctx = durable.WithObserver(ctx, durable.Progress(100*time.Millisecond, func(p durable.ProgressSnapshot) {
+			if p.Combinator != "Settle" {
+				return // the steps inside each order
+			}
+			fmt.Fprintf(os.Stderr, "\r  [%d/%d orders: %d ran, %d replayed, %d running, %.0f/s]  ",
+				p.Succeeded+p.Failed+p.Replayed, p.Total, p.Succeeded+p.Failed, p.Replayed, p.Running, p.Rate)
+			if p.Done {
+				fmt.Fprintln(os.Stderr)
+			}
+		}))
+	}
 	res, err := durable.Settle(ctx, "process-orders", steps,
 		durable.WithMaxConcurrency(workers),
 		durable.WithCompletion(durable.ToleratedFailureRatio(tolerated)))
@@ -172,6 +187,12 @@ func pass(stdout io.Writer, dbPath string, crashAfter int) error {
 	}
 	d.report(orders, res)
 	return nil
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // resetJournal deletes the journal file and its write-ahead log.
@@ -369,7 +390,7 @@ func (d *demo) dieHere(id string) bool {
 		inFlight = "Also in flight: " + strings.Join(others, ", ") + "."
 	}
 	fmt.Fprintf(d.out, "\nKILLED: os.Exit(3) in %s, after its charge and before its reservation.\n", id)
-	fmt.Fprintf(d.out, "%d orders had finished; their steps are in the journal, and so is the\n", d.finished)
+	fmt.Fprintf(d.out, "%d orders had finished in this run; their steps are in the journal, and so is the\n", d.finished)
 	fmt.Fprintf(d.out, "charge of %s. %s\n", id, inFlight)
 	fmt.Fprintf(d.out, "The next run of the job resumes from the journal.\n")
 	return true

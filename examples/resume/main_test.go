@@ -36,7 +36,7 @@ func TestResume(t *testing.T) {
 	m := regexp.MustCompile(`KILLED: os\.Exit\(3\) in (order-\d+),`).FindStringSubmatch(first.out)
 	require.NotNil(t, m, first.out)
 	killedIn := m[1]
-	m = regexp.MustCompile(`\n(\d+) orders had finished;`).FindStringSubmatch(first.out)
+	m = regexp.MustCompile(`\n(\d+) orders had finished in this run;`).FindStringSubmatch(first.out)
 	require.NotNil(t, m, first.out)
 	finished, _ := strconv.Atoi(m[1])
 	require.Len(t, first.orders, finished, "one line per finished order")

@@ -521,9 +521,13 @@ func (b *batch[T]) stepJournaled(w *worker, i int) int {
 		// checkpoint, in pieces, so that Put runs one frame up.
 		var rec []byte
 		if rec, v, err = successRecord(key, seq, digest, start, finished, codec, v); err == nil {
+			var put int64
+			if b.obs != nil {
+				put = b.clock.now()
+			}
 			stored, perr := b.sc.env.j.Put(b.writeCtx, key, rec)
 			if b.obs != nil {
-				b.observeCheckpoint(ctx, i, key, len(rec), finished)
+				b.observeCheckpoint(ctx, i, key, len(rec), put)
 			}
 			v, err, jerr = storedSuccess(b.writeCtx, key, digest, codec, rec, stored, perr, v)
 		}

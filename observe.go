@@ -36,7 +36,10 @@ const (
 	// entries: Resumed says whether an earlier run had started it).
 	EventBatchStart EventKind = iota + 1
 	// EventBatchEnd: a combinator returned. Reason, the counts, Duration and
-	// Err are set; Replayed when its decision came from the journal.
+	// Err (what the call returns) are set; Replayed when its decision came
+	// from the journal. A batch that fails before it starts (bad input,
+	// nondeterminism, the journal) reports its end alone, observed with the
+	// caller's context.
 	EventBatchEnd
 	// EventBranchStart: a branch (or a Step.Run) is about to run its function.
 	EventBranchStart
@@ -45,8 +48,10 @@ const (
 	// counted Cancelled in the batch's result). A branch restored from the
 	// journal reports EventBranchEnd alone, with Replayed set: it did not run.
 	EventBranchEnd
-	// EventCheckpoint: a branch's outcome was written to the journal: Bytes
-	// is the record's size and Duration the journal's latency.
+	// EventCheckpoint: the success of a combinator's branch was written to
+	// the journal: Bytes is the record's size and Duration the journal's
+	// latency. (Steps, Group branches and final failures report no
+	// checkpoint event.)
 	EventCheckpoint
 	// EventRetry: an attempt failed and another is scheduled: Attempt is the
 	// failed attempt's number, Wait the backoff, Err the failure.

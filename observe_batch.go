@@ -2,7 +2,6 @@ package durable
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
@@ -71,12 +70,12 @@ func (b *batch[T]) observeEnd(err error) {
 	if err == nil && !b.settles() && b.decided {
 		// What the combinator returns besides a result.
 		switch {
+		case b.kind == "Any" && b.reason != ReasonMinSuccessfulReached:
+			err = b.anyErr()
 		case b.reason == ReasonTimedOut:
 			err = b.timeoutErr()
 		case b.reason == ReasonFailureToleranceExceeded && b.decider >= 0:
 			err = b.branchErr(b.decider)
-		case b.kind == "Any" && b.reason == ReasonAllCompleted:
-			err = fmt.Errorf("durable: Any %q: all %d branches failed", b.name, b.n)
 		}
 	}
 	e := b.event(EventBatchEnd)

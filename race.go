@@ -63,6 +63,12 @@ func Any[T any](ctx context.Context, name string, steps []Step[T], opts ...Optio
 	if b.reason == ReasonMinSuccessfulReached {
 		return b.values[b.decider], nil
 	}
+	return zero, b.anyErr()
+}
+
+// anyErr is the error of an Any that found no success: every failure joined,
+// and the timeout first when the deadline passed.
+func (b *batch[T]) anyErr() error {
 	errs := make([]error, 0, b.n)
 	for i := range b.n {
 		if Status(b.status[i]) == StatusFailed {
@@ -71,9 +77,9 @@ func Any[T any](ctx context.Context, name string, steps []Step[T], opts ...Optio
 	}
 	if b.reason == ReasonTimedOut {
 		// The failures seen before the deadline, joined with it.
-		return zero, errors.Join(append([]error{b.timeoutErr()}, errs...)...)
+		return errors.Join(append([]error{b.timeoutErr()}, errs...)...)
 	}
-	return zero, fmt.Errorf("durable: Any %q: all %d branches failed: %w", name, b.n, errors.Join(errs...))
+	return fmt.Errorf("durable: Any %q: all %d branches failed: %w", b.name, b.n, errors.Join(errs...))
 }
 
 func winnerBatch[T any](ctx context.Context, kind, name string, steps []Step[T], opts []Option) (*batch[T], error) {

@@ -1,7 +1,6 @@
 package pgjournal_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durable-go/durable"
+	"github.com/durable-go/durable/internal/record"
 	"github.com/durable-go/durable/internal/crashtest"
 	"github.com/durable-go/durable/journal/pgjournal"
 )
@@ -340,15 +340,25 @@ func startShared(t *testing.T, mode, tag, table, logPath string, env ...string) 
 }
 
 // requireSuccess checks that entries holds, under key, the success record of
-// value: the record's kind byte is 's' and it ends with the value's JSON.
+// value: a record of kind 's' whose value is the value's JSON.
 func requireSuccess(t *testing.T, entries map[string][]byte, key, value string) {
 	t.Helper()
 	rec, ok := entries[key]
 	require.True(t, ok, "the journal holds nothing under %q", key)
 	want, err := json.Marshal(value)
 	require.NoError(t, err)
-	require.True(t, len(rec) > 2 && rec[1] == 's' && bytes.HasSuffix(rec, want),
-		"the journal holds %q under %q, not the success %s", rec, key, want)
+	r := requireRecord(t, entries, key, record.KindSuccess)
+	require.Equal(t, string(want), string(r.Value), "the journal holds %q under %q, not the success %s", rec, key, want)
+}
+
+// requireRecord decodes the record entries holds under key, and checks its
+// kind.
+func requireRecord(t *testing.T, entries map[string][]byte, key string, kind byte) *record.Record {
+	t.Helper()
+	r, err := record.Decode(key, entries[key])
+	require.NoError(t, err)
+	require.Equal(t, string(rune(kind)), string(rune(r.Kind)), "the record under %q", key)
+	return r
 }
 
 // TestProcessesShareExecution starts two processes at once on one execution,
@@ -417,9 +427,8 @@ func TestProcessesShareExecution(t *testing.T) {
 			require.NotContains(t, entries, key, "a failure that is not permanent was journaled")
 		case i%7 == 2:
 			outcome = it.Err
-			rec := entries[key]
-			require.True(t, len(rec) > 2 && rec[1] == 'f' && bytes.Contains(rec, []byte(it.Err)),
-				"the journal holds %q under %q, not the permanent failure %q", rec, key, it.Err)
+			r := requireRecord(t, entries, key, record.KindFailure)
+			require.Contains(t, it.Err, r.Err.Message, "the journal holds %q under %q, not the permanent failure %q", r.Err.Message, key, it.Err)
 		default:
 			requireSuccess(t, entries, key, it.Value)
 		}
@@ -588,8 +597,7 @@ func TestProcessesShareRace(t *testing.T) {
 			}
 		}
 		require.ElementsMatch(t, want, inRound, "%s: the journal", comb)
-		rec := entries[prefix+"!d"]
-		require.True(t, len(rec) > 2 && rec[1] == 'd', "%s: %q is not a decision", comb, rec)
+		requireRecord(t, entries, prefix+"!d", record.KindDecision)
 
 		var tag string
 		var i int

@@ -6,6 +6,7 @@ package durable
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -31,6 +32,12 @@ func (b *batch[T]) open(ctx context.Context, final bool) (*record.Record, error)
 		return nil, err
 	}
 	if head == nil {
+		// Before a fresh head is written: an entry under the batch's prefix
+		// means its head was lost or damaged (its key changed), and a fresh
+		// start would run committed work again.
+		if err := b.checkOrphans(ctx); err != nil {
+			return nil, err
+		}
 		var mine bool
 		// Branches named by index need no names in the head: the count says it all.
 		head, mine, err = b.sc.put(ctx, headKey, record.NewHead(b.start.UnixNano(), b.kind, b.rule.String(), b.n, b.headNames()))
@@ -71,6 +78,43 @@ func (b *batch[T]) open(ctx context.Context, final bool) (*record.Record, error)
 	}
 	return nil, b.restore(ctx)
 }
+
+// checkOrphans reports, when the journal can scan, an entry under the batch's
+// prefix while the batch has no head: ErrCorrupt, naming the entry's key. A
+// head found by the scan is another worker's, written since this one looked:
+// then its entries are no orphans.
+func (b *batch[T]) checkOrphans(ctx context.Context) error {
+	s, ok := b.sc.journal().(journal.Scanner)
+	if !ok {
+		return nil
+	}
+	headKey := b.prefix + record.HeadSegment
+	var orphan error
+	headFound := false
+	err := journalScan(ctx, s, b.prefix, func(key string, value []byte) error {
+		verr := record.Verify(key, value)
+		switch {
+		case key == headKey && verr == nil:
+			headFound = true
+			return errStopScan
+		case verr != nil:
+			orphan = verr
+		case orphan == nil:
+			orphan = fmt.Errorf("%w: journal key %q: an entry of %s %q, which has no head: its head was lost or damaged",
+				ErrCorrupt, key, b.kind, b.name)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopScan) {
+		return fmt.Errorf("durable: journal scan %q: %w", b.prefix, err)
+	}
+	if headFound {
+		return nil
+	}
+	return orphan
+}
+
+var errStopScan = errors.New("durable: stop the scan")
 
 // loadRestored loads every branch record in one call when the journal can scan.
 // It checks every entry under the batch's prefix, nested ones included, so that

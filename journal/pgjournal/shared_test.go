@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durable-go/durable"
-	"github.com/durable-go/durable/internal/record"
 	"github.com/durable-go/durable/internal/crashtest"
+	"github.com/durable-go/durable/internal/record"
 	"github.com/durable-go/durable/journal/pgjournal"
 )
 

@@ -11,6 +11,13 @@
 //
 //   - [Scanner]: list every entry under a key prefix in one call, so that resuming
 //     a large fan-out issues one query instead of one per branch.
+//   - [Lister]: list the executions the journal holds, page by page, with the
+//     times of their first and latest writes and their number of entries.
+//   - [Deleter]: delete one execution's entries, or every execution last
+//     written before a time (retention).
+//
+// durable itself uses only Scanner; Lister and Deleter serve tools and
+// operators. [Memory] implements all of them.
 //
 // The package journaltest checks any Journal against this contract.
 package journal

@@ -25,6 +25,7 @@ package journal
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // Journal stores checkpoints: opaque values under opaque keys. Keys are
@@ -53,3 +54,17 @@ type Scanner interface {
 
 // ErrClosed is returned by backends used after Close.
 var ErrClosed = errors.New("journal: closed")
+
+// A VersionError reports a journal whose storage a newer version of its
+// backend has migrated to a schema the running code does not know. The code
+// refuses to write to it; upgrade the code.
+type VersionError struct {
+	Store   string // what holds the journal: "file \"j.db\"", "table \"public\".\"durable_journal\""
+	Version int    // the schema version the store has
+	Known   int    // the newest schema version the running code knows
+}
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("journal: %s has schema version %d, newer than version %d, the newest this code knows; upgrade it before writing there",
+		e.Store, e.Version, e.Known)
+}

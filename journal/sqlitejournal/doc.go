@@ -9,14 +9,14 @@
 //	defer j.Close()
 //	ctx = durable.WithJournal(ctx, j, jobID)
 //
-// A [Journal] implements [journal.Journal] and [journal.Scanner]. It is safe
-// for concurrent use, and several processes may open the same file: SQLite's
-// locks serialize their writes, and the first Put of a key wins for all of
-// them.
+// A [Journal] implements [journal.Journal], [journal.Scanner], [journal.Lister]
+// and [journal.Deleter]. It is safe for concurrent use, and several processes
+// may open the same file: SQLite's locks serialize their writes, and the first
+// Put of a key wins for all of them.
 //
 // # Schema
 //
-// Open creates one table when the file does not hold it yet:
+// The entries live in one table:
 //
 //	CREATE TABLE IF NOT EXISTS durable_journal (
 //		key        BLOB    NOT NULL PRIMARY KEY,
@@ -30,6 +30,64 @@
 // trailing 0xff bytes, last byte incremented; no upper bound when nothing is
 // left). The table has no rowid: the rows live in the primary key's b-tree, so a
 // Put writes one b-tree, not a table and an index.
+//
+// A second table holds one row per execution (the execution of a key is its
+// bytes before the first '/', or all of them; see [journal.Execution]):
+//
+//	CREATE TABLE durable_executions (
+//		id       BLOB    NOT NULL PRIMARY KEY, -- the keys' first segment
+//		first_at INTEGER NOT NULL,             -- created_at of the oldest entry
+//		last_at  INTEGER NOT NULL,             -- created_at of the latest entry
+//		entries  INTEGER NOT NULL              -- how many entries, at least 1
+//	) WITHOUT ROWID;
+//	CREATE INDEX durable_executions_last_at ON durable_executions (last_at);
+//
+// Two triggers on durable_journal keep it: after each inserted row, an upsert
+// of the row's execution (a key that is already taken inserts nothing, so it
+// fires nothing: only rows actually inserted count); after each deleted row,
+// one fewer entry, and the row goes with the execution's last entry. They run
+// inside the statement that fires them, so the table always agrees with the
+// entries, whoever writes them: the committer's multi-row INSERTs, a process
+// running an older release, or an operator with the sqlite3 shell. Counting
+// costs each inserted entry one upsert in a small b-tree; SQLite runs no
+// triggers when a Put finds its key taken.
+//
+// # Schema versions and migration
+//
+// The schema's version is kept in PRAGMA user_version: 2 for the schema above.
+// Files written by the first release hold only durable_journal and
+// user_version 0. Open migrates a file whose version is older: it takes the
+// write lock (BEGIN IMMEDIATE), reads the version again, runs every missing
+// migration and sets user_version, in one transaction. Migrating to version 2
+// creates durable_executions and its triggers and fills it from the entries
+// with one GROUP BY over durable_journal (about a second per million entries;
+// writers of other processes wait under their busy timeout meanwhile). A
+// crash leaves the file unchanged; two processes opening one old file at once
+// both succeed, the second finding it migrated. A process still running the
+// first release can keep using a migrated file: the triggers count its
+// writes.
+//
+// A file whose user_version is newer than this code knows (a newer release
+// migrated it) is refused: Open returns a [*journal.VersionError] naming both
+// versions, and writes nothing.
+//
+// # Listing and deleting executions
+//
+// [Journal.Executions] reads a page of durable_executions in ID order, without
+// touching the entries. [Journal.DeleteExecution] deletes the entries of one
+// execution, in key order, [WithDeleteBatch] of them (1,000 by default) per
+// write transaction: each a range delete over the primary key, each holding
+// the write lock for a few milliseconds. [Journal.DeleteOlder] finds the
+// executions with last_at before the cut through the index, oldest first, and
+// deletes them in transactions of the same size, several small executions to
+// a transaction. Puts of other executions, which wait for the write lock,
+// wait at most one batch.
+//
+// Deleting an execution that a process is still writing races with it: a Put
+// that commits after the deletion recreates the execution with its own entry,
+// and a later resume runs the deleted steps again. Delete executions only once
+// no process runs them; with DeleteOlder, choose a cut older than the latest
+// write of any execution that may still be running.
 //
 // # Durability
 //

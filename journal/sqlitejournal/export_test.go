@@ -29,3 +29,6 @@ func Pragmas(j *Journal, name string) (writer, reader string, err error) {
 	}
 	return writer, reader, nil
 }
+
+// SchemaVersion is the schema version this code writes.
+var SchemaVersion = schemaVersion

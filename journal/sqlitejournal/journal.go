@@ -17,8 +17,8 @@ import (
 	"github.com/durable-go/durable/journal"
 )
 
-// schema is the table Open creates when the file does not hold it yet; doc.go
-// and README.md show it too.
+// schema is the table of entries, the first migration (see schema.go);
+// doc.go and README.md show it too.
 const schema = `CREATE TABLE IF NOT EXISTS durable_journal (
 	key        BLOB    NOT NULL PRIMARY KEY,
 	value      BLOB    NOT NULL,
@@ -76,6 +76,8 @@ type Journal struct {
 var (
 	_ journal.Journal = (*Journal)(nil)
 	_ journal.Scanner = (*Journal)(nil)
+	_ journal.Lister  = (*Journal)(nil)
+	_ journal.Deleter = (*Journal)(nil)
 )
 
 // Open opens the journal in the SQLite file at path, creating the file and its
@@ -127,8 +129,8 @@ func open(path string, cfg config) (_ *Journal, err error) {
 	if !strings.EqualFold(mode, "wal") {
 		return nil, fmt.Errorf("journal_mode is %q, not wal (WAL needs a local file system)", mode)
 	}
-	if _, err = j.w.ExecContext(ctx, schema); err != nil {
-		return nil, fmt.Errorf("create table: %w", err)
+	if err = j.migrate(ctx); err != nil {
+		return nil, err
 	}
 
 	if j.r, err = sql.Open("sqlite", dsn); err != nil {

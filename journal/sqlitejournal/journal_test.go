@@ -45,6 +45,8 @@ func TestConformance(t *testing.T) {
 		{"GroupCommitMaxWait", []sqlitejournal.Option{sqlitejournal.WithMaxWait(time.Millisecond)}},
 		{"OneTransactionPerPut", []sqlitejournal.Option{sqlitejournal.WithGroupCommit(false)}},
 		{"SynchronousNormal", []sqlitejournal.Option{sqlitejournal.WithSynchronous(sqlitejournal.SynchronousNormal)}},
+		{"DeleteBatchesOfThree", []sqlitejournal.Option{sqlitejournal.WithDeleteBatch(3)}},
+		{"DeleteBatchesOfOne", []sqlitejournal.Option{sqlitejournal.WithDeleteBatch(1)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			journaltest.Run(t, func() journal.Journal { return openAt(t, tempPath(t), tc.opts...) })
@@ -92,6 +94,7 @@ func TestOpenErrors(t *testing.T) {
 		{"MaxWait", filepath.Join(dir, "j.db"), sqlitejournal.WithMaxWait(-time.Second), "WithMaxWait(-1s)"},
 		{"BusyTimeout", filepath.Join(dir, "j.db"), sqlitejournal.WithBusyTimeout(-1), "WithBusyTimeout"},
 		{"Synchronous", filepath.Join(dir, "j.db"), sqlitejournal.WithSynchronous(7), "Synchronous(7)"},
+		{"DeleteBatch", filepath.Join(dir, "j.db"), sqlitejournal.WithDeleteBatch(0), "WithDeleteBatch(0)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var opts []sqlitejournal.Option

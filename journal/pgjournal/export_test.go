@@ -16,3 +16,6 @@ const ReadBackMode = readBackMode
 
 // Successor exposes the upper bound of a prefix scan.
 func Successor(prefix []byte) ([]byte, bool) { return successor(prefix) }
+
+// SchemaVersion is the schema version this code writes.
+var SchemaVersion = schemaVersion

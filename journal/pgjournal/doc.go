@@ -39,7 +39,7 @@
 //		last_at  timestamptz NOT NULL,    -- created_at of the latest entry
 //		entries  bigint      NOT NULL     -- how many entries, at least 1
 //	);
-//	CREATE INDEX durable_journal_executions_last_at ON durable_journal_executions (last_at);
+//	CREATE INDEX durable_journal_executions_last_at ON durable_journal_executions (last_at, id);
 //	CREATE TABLE durable_journal_migrations (
 //		version    integer     PRIMARY KEY,
 //		applied_at timestamptz NOT NULL DEFAULT now()

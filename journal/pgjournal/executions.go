@@ -16,6 +16,11 @@ import (
 // execution are the key equal to its ID and the range [id+"/", id+"0"): '0'
 // follows '/'. The statements that delete for DeleteOlder check, as they run,
 // that the execution is still older than the cut.
+//
+// The statements that delete are run in planMode: planned for their
+// arguments every time. A generic plan, which pgx's prepared statements get
+// after five runs, knows nothing of a range's size, and may scan the whole
+// table to find the first row of a range that has none.
 type deletes struct {
 	list, listAfter      string
 	solo, soloOlder      string
@@ -40,12 +45,16 @@ func newDeletes(n names) deletes {
 		// The triggers delete an execution's row with its last entry; this
 		// deletes a row left without entries, should one be (the triggers
 		// do not fire where session_replication_role is replica, say).
-		cleanup: `DELETE FROM ` + n.executions + ` AS e WHERE id = $1 AND NOT EXISTS (
-	SELECT 1 FROM ` + n.table + ` WHERE key = $1 OR (key >= $2 AND key < $3))`,
+		cleanup: `DELETE FROM ` + n.executions + ` WHERE id = $1
+	AND NOT EXISTS (SELECT 1 FROM ` + n.table + ` WHERE key = $1)
+	AND (SELECT key FROM ` + n.table + ` WHERE key >= $2 AND key < $3 ORDER BY key LIMIT 1) IS NULL`,
 		exists: `SELECT EXISTS (SELECT 1 FROM ` + n.executions + ` WHERE id = $1)`,
 		older:  `SELECT id FROM ` + n.executions + ` WHERE last_at < $1 ORDER BY last_at, id LIMIT $2`,
 	}
 }
+
+// planMode is how the statements that delete are executed.
+const planMode = pgx.QueryExecModeCacheDescribe
 
 // Executions implements [journal.Lister] with one query over the primary key
 // of the table of executions, which holds one row per execution: a page costs
@@ -103,15 +112,7 @@ func (j *Journal) DeleteExecution(ctx context.Context, id string) (int64, error)
 	}
 	var total int64
 	for solo := true; ; solo = false {
-		var (
-			n    int64
-			done bool
-		)
-		err := pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
-			var err error
-			n, done, err = j.deleteEntries(ctx, tx, id, solo, int64(j.cfg.deleteBatch), nil)
-			return err
-		})
+		n, done, err := j.deleteBatch(ctx, id, solo)
 		if err != nil {
 			return total, j.opError("delete execution", id, err)
 		}
@@ -134,18 +135,9 @@ func (j *Journal) DeleteOlder(ctx context.Context, before time.Time) (int, error
 	if err := j.checkDelete(ctx, ""); err != nil {
 		return 0, j.opError("delete executions", what, err)
 	}
-	cut := before.Truncate(time.Microsecond)
 	deleted := 0
 	for {
-		var (
-			n    int
-			more bool
-		)
-		err := pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
-			var err error
-			n, more, err = j.deleteOlderBatch(ctx, tx, cut)
-			return err
-		})
+		n, more, err := j.deleteOlderBatch(ctx, before)
 		if err != nil {
 			return deleted, j.opError("delete executions", what, err)
 		}
@@ -169,6 +161,16 @@ func (j *Journal) checkDelete(ctx context.Context, id string) error {
 	return j.checkVersion(ctx)
 }
 
+// deleteBatch runs one transaction of DeleteExecution: deleteEntries with a
+// batch's worth.
+func (j *Journal) deleteBatch(ctx context.Context, id string, solo bool) (n int64, done bool, err error) {
+	err = pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
+		n, done, err = j.deleteEntries(ctx, tx, id, solo, int64(j.cfg.deleteBatch), nil)
+		return err
+	})
+	return n, done, err
+}
+
 // deleteEntries deletes up to limit entries of execution id (first, when solo,
 // the one whose key is id, then the first in key order), and, with a cut,
 // only if the execution was last written before it. done reports that the
@@ -176,7 +178,7 @@ func (j *Journal) checkDelete(ctx context.Context, id string) error {
 func (j *Journal) deleteEntries(ctx context.Context, tx pgx.Tx, id string, solo bool, limit int64, cut *time.Time) (n int64, done bool, err error) {
 	key, lo, hi := []byte(id), []byte(id+"/"), []byte(id+"0")
 	exec := func(sql string, args ...any) error {
-		tag, err := tx.Exec(ctx, sql, args...)
+		tag, err := tx.Exec(ctx, sql, append([]any{planMode}, args...)...)
 		n += tag.RowsAffected()
 		return err
 	}
@@ -198,24 +200,34 @@ func (j *Journal) deleteEntries(ctx context.Context, tx pgx.Tx, id string, solo 
 		return 0, false, err
 	}
 	if n < limit {
-		if _, err := tx.Exec(ctx, j.del.cleanup, key, lo, hi); err != nil {
+		if _, err := tx.Exec(ctx, j.del.cleanup, planMode, key, lo, hi); err != nil {
 			return 0, false, err
 		}
 	}
 	var left bool
-	if err := tx.QueryRow(ctx, j.del.exists, key).Scan(&left); err != nil {
+	if err := tx.QueryRow(ctx, j.del.exists, planMode, key).Scan(&left); err != nil {
 		return 0, false, err
 	}
 	return n, !left, nil
 }
 
-// deleteOlderBatch deletes, in tx, up to a batch of the entries of the
-// executions last written before cut, oldest first. It reports how many
-// executions it deleted entirely, and whether there may be more to delete.
-func (j *Journal) deleteOlderBatch(ctx context.Context, tx pgx.Tx, cut time.Time) (deleted int, more bool, err error) {
+// deleteOlderBatch deletes, in one transaction, up to a batch of the entries
+// of the executions last written before before, oldest first. It reports how
+// many executions it deleted entirely, and whether there may be more to
+// delete.
+func (j *Journal) deleteOlderBatch(ctx context.Context, before time.Time) (deleted int, more bool, err error) {
+	err = pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
+		deleted, more, err = j.deleteOlderIn(ctx, tx, before.Truncate(time.Microsecond))
+		return err
+	})
+	return deleted, more, err
+}
+
+// deleteOlderIn is deleteOlderBatch inside tx, with cut to the microsecond.
+func (j *Journal) deleteOlderIn(ctx context.Context, tx pgx.Tx, cut time.Time) (deleted int, more bool, err error) {
 	// A page of candidates: a batch deletes at most one entry of each.
 	budget := int64(j.cfg.deleteBatch)
-	rows, err := tx.Query(ctx, j.del.older, cut, budget)
+	rows, err := tx.Query(ctx, j.del.older, planMode, cut, budget)
 	if err != nil {
 		return 0, false, err
 	}

@@ -91,7 +91,9 @@ var migrations = []migration{
 	last_at  timestamptz NOT NULL,
 	entries  bigint      NOT NULL
 )`,
-			`CREATE INDEX IF NOT EXISTS ` + n.lastAt + ` ON ` + n.executions + ` (last_at)`,
+			// (last_at, id) is DeleteOlder's order, so its query reads the
+			// index from the start and stops at its limit.
+			`CREATE INDEX IF NOT EXISTS ` + n.lastAt + ` ON ` + n.executions + ` (last_at, id)`,
 			`CREATE OR REPLACE FUNCTION ` + n.count + `() RETURNS trigger LANGUAGE plpgsql AS ` + dollarQuote(countBody(n)),
 			`DROP TRIGGER IF EXISTS durable_count_inserts ON ` + n.table,
 			`CREATE TRIGGER durable_count_inserts AFTER INSERT ON ` + n.table + `

@@ -81,8 +81,10 @@ var (
 )
 
 // Open opens the journal in the SQLite file at path, creating the file and its
-// table when they do not exist. The file is switched to write-ahead-log mode.
-// The caller must Close the journal.
+// tables when they do not exist, and migrating a file that an older release
+// wrote (see the package documentation). It fails with a
+// [*journal.VersionError] on a file that a newer release has migrated. The
+// file is switched to write-ahead-log mode. The caller must Close the journal.
 func Open(path string, opts ...Option) (*Journal, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {

@@ -59,7 +59,7 @@ var ErrClosed = errors.New("journal: closed")
 // backend has migrated to a schema the running code does not know. The code
 // refuses to write to it; upgrade the code.
 type VersionError struct {
-	Store   string // what holds the journal: "file \"j.db\"", "table \"public\".\"durable_journal\""
+	Store   string // what holds the journal, named: a file, a table
 	Version int    // the schema version the store has
 	Known   int    // the newest schema version the running code knows
 }

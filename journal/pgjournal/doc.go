@@ -73,7 +73,7 @@
 // several processes at once. Migrating to version 2 locks the table of
 // entries against writes (SHARE ROW EXCLUSIVE), so that no entry is counted
 // twice or missed, and fills the executions with one GROUP BY over the
-// entries: writers wait for that, about a second per million entries.
+// entries: writers wait for that, 0.2 s for a million entries on two vCPUs.
 // Migrate needs the rights to create tables and functions in the schema;
 // an application whose role lacks them can run Migrate once with another
 // role, and then needs INSERT, UPDATE, DELETE and SELECT on the tables of

@@ -31,7 +31,11 @@
 // a value, by PostgreSQL, to 1 GB. created_at is the start of the transaction
 // that wrote the entry.
 //
-// Beside it, in the same schema and named after it, Migrate creates
+// Schema version 2 adds to it a column
+//
+//	counted boolean NOT NULL DEFAULT false -- true: its writer counted it
+//
+// and, in the same schema and named after it,
 //
 //	CREATE TABLE durable_journal_executions (
 //		id       bytea       PRIMARY KEY, -- the keys' first segment
@@ -45,17 +49,32 @@
 //		applied_at timestamptz NOT NULL DEFAULT now()
 //	);
 //
-// and a PL/pgSQL function, durable_journal_count(), run by two
-// statement-level triggers on durable_journal, AFTER INSERT and AFTER DELETE,
-// that keep one row per execution (the execution of a key is its bytes
-// before the first '/', or all of them; see [journal.Execution]). They read
-// the statement's transition table, which holds only the rows the statement
-// inserted or deleted (a Put whose key is taken inserts nothing), and
-// upsert or subtract once per execution, in the order of the executions'
-// IDs. So the table of executions agrees with the entries whoever writes
-// them: this package, a process still running the first release, an
-// operator with psql. A name longer than PostgreSQL's 63 bytes is
-// shortened, with a hash of the table's name.
+// The table of executions holds one row per execution (the execution of a
+// key is its bytes before the first '/', or all of them; see
+// [journal.Execution]). A Put's INSERT keeps it: it marks its rows counted
+// and, in the same statement, upserts the row of each execution it wrote to,
+// from the keys it returns, which are only the ones it inserted (a key that
+// is taken inserts nothing and counts nothing), in the order of the
+// executions' IDs:
+//
+//	WITH inserted AS (
+//		INSERT INTO durable_journal (key, value, counted) ... RETURNING key
+//	), counted AS (
+//		INSERT INTO durable_journal_executions ... SELECT ... FROM inserted GROUP BY id ORDER BY id
+//		ON CONFLICT (id) DO UPDATE SET entries = entries + excluded.entries, ...
+//	)
+//	SELECT key FROM inserted
+//
+// Two triggers on durable_journal, running a PL/pgSQL function
+// durable_journal_count(), count everyone else: one for each inserted row not
+// marked counted (an operator with psql, a process still running the first
+// release), and one for each DELETE statement, which subtracts what the
+// statement deleted, read from its transition table, and deletes the rows
+// left without entries. So the table of executions agrees with the entries
+// whoever writes them. A Journal that finds the table at version 1 (not yet
+// migrated) writes as the first release did, and the trigger counts its
+// rows once a migration has added it. A name longer than PostgreSQL's 63
+// bytes is shortened, with a hash of the table's name.
 //
 // The row of an execution is a point of contention: two transactions that
 // write one execution at once (two processes sharing it, or
@@ -72,7 +91,8 @@
 // and records it, in one transaction; it is idempotent and safe to run from
 // several processes at once. Migrating to version 2 locks the table of
 // entries against writes (SHARE ROW EXCLUSIVE), so that no entry is counted
-// twice or missed, and fills the executions with one GROUP BY over the
+// twice or missed, adds the column counted (a constant default: the table is
+// not rewritten), and fills the executions with one GROUP BY over the
 // entries: writers wait for that, 0.2 s for a million entries on two vCPUs.
 // Migrate needs the rights to create tables and functions in the schema;
 // an application whose role lacks them can run Migrate once with another
@@ -114,7 +134,8 @@
 //		RETURNING key;
 //	COMMIT;
 //
-// as one pipelined round trip. A key the INSERT returns now holds the value
+// as one pipelined round trip (with schema version 2, the INSERT is the
+// first part of the statement that also counts, shown under Schema). A key the INSERT returns now holds the value
 // that was sent, and the Put returns that. A key it skipped held a value
 // already, committed before the INSERT went on; only then does the Put take a
 // second round trip, after the commit, to read that value with

@@ -14,7 +14,7 @@ func Transactions(j *Journal) int64 { return j.txns.Load() }
 func ReadBacks(j *Journal) int64 { return j.readBacks.Load() }
 
 // WriteSQL returns j's INSERT and read-back statements.
-func WriteSQL(j *Journal) (insert, readBack string) { return j.sql.insert, j.sql.readBack }
+func WriteSQL(j *Journal) (insert, readBack string) { return j.sql.insertCounted, j.sql.readBack }
 
 // ReadBackMode is how the read-back is executed.
 const ReadBackMode = readBackMode

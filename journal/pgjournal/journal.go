@@ -34,8 +34,9 @@ type Journal struct {
 	committer sync.WaitGroup
 
 	// versionChecked is set once the schema's version is known not to be
-	// newer than this code's (see checkVersion).
+	// newer than this code's (see checkVersion); version is that version.
 	versionChecked atomic.Bool
+	version        atomic.Int64
 	versionMu      sync.Mutex
 
 	txns      atomic.Int64 // write transactions committed, for tests
@@ -51,10 +52,11 @@ var (
 
 // statements holds the journal's SQL, with the table name filled in.
 type statements struct {
-	get, begin, insert, readBack, commit, scanRange, scanFrom string
+	get, begin, insert, insertCounted, readBack, commit, scanRange, scanFrom string
 }
 
-func newStatements(table string) statements {
+func newStatements(n names) statements {
+	table := n.table
 	return statements{
 		get: `SELECT value FROM ` + table + ` WHERE key = $1`,
 		// Read committed lets the INSERT skip a key that another transaction
@@ -70,6 +72,25 @@ func newStatements(table string) statements {
 	SELECT k, v FROM unnest($1::bytea[], $2::bytea[]) AS batch (k, v) ORDER BY k
 	ON CONFLICT (key) DO NOTHING
 	RETURNING key`,
+		// From schema version 2 on, the same INSERT marks its rows counted
+		// and adds them to their executions' rows, in the order of the
+		// executions' IDs, in the same statement (see schema.go).
+		insertCounted: `WITH inserted AS (
+	INSERT INTO ` + table + ` (key, value, counted)
+	SELECT k, v, true FROM unnest($1::bytea[], $2::bytea[]) AS batch (k, v) ORDER BY k
+	ON CONFLICT (key) DO NOTHING
+	RETURNING key
+), counted AS (
+	INSERT INTO ` + n.executions + ` AS e (id, first_at, last_at, entries)
+	SELECT id, now(), now(), count(*)
+	FROM (SELECT ` + executionOf("key") + ` AS id FROM inserted) AS k
+	GROUP BY id ORDER BY id
+	ON CONFLICT (id) DO UPDATE SET
+		first_at = least(e.first_at, excluded.first_at),
+		last_at = greatest(e.last_at, excluded.last_at),
+		entries = e.entries + excluded.entries
+)
+SELECT key FROM inserted`,
 		// The read-back probes the primary key once per key. It is run as an
 		// unnamed statement (see readBackMode), so that it is planned for its
 		// keys and the table's current size every time.
@@ -151,7 +172,7 @@ func newJournal(pool *pgxpool.Pool, ownPool bool, opts []Option) (*Journal, erro
 		cfg:     cfg,
 		table:   n.table,
 		names:   n,
-		sql:     newStatements(n.table),
+		sql:     newStatements(n),
 		del:     newDeletes(n),
 		reqs:    make(chan *request),
 		closing: make(chan struct{}),
@@ -334,7 +355,11 @@ func retry(ctx context.Context, f func() error) error {
 func (j *Journal) insertBatch(ctx context.Context, keys, values [][]byte) ([][]byte, error) {
 	b := &pgx.Batch{}
 	b.Queue(j.sql.begin)
-	b.Queue(j.sql.insert, keys, values)
+	insert := j.sql.insertCounted
+	if j.version.Load() < 2 {
+		insert = j.sql.insert // a table that the first release made, not yet migrated
+	}
+	b.Queue(insert, keys, values)
 	b.Queue(j.sql.commit)
 	br := j.pool.SendBatch(ctx, b)
 	stored, err := readInsert(br, keys, values)

@@ -75,16 +75,20 @@ var migrations = []migration{
 	// Version 1: the entries.
 	func(n names) []string { return []string{createTable(n.table)} },
 
-	// Version 2: one row per execution, kept by statement-level triggers, so
-	// that listing reads one row per execution and retention finds the oldest
-	// through an index. The triggers see only the rows a statement actually
-	// inserted or deleted (ON CONFLICT DO NOTHING skips the others), and fire
-	// for every writer, older releases included.
+	// Version 2: one row per execution, so that listing reads one row per
+	// execution and retention finds the oldest through an index. This
+	// package's INSERT marks its rows counted and counts them in the same
+	// statement, one upsert per execution; a row trigger counts the rows of
+	// other writers (older releases, operators), and a statement trigger
+	// every deleted row. Only rows actually inserted or deleted count (ON
+	// CONFLICT DO NOTHING skips the others).
 	func(n names) []string {
 		return []string{
 			// Writers wait until the executions are counted and the triggers
 			// are in place, so that no entry is counted twice or missed.
 			`LOCK TABLE ` + n.table + ` IN SHARE ROW EXCLUSIVE MODE`,
+			// A constant default: no rewrite of the table.
+			`ALTER TABLE ` + n.table + ` ADD COLUMN IF NOT EXISTS counted boolean NOT NULL DEFAULT false`,
 			`CREATE TABLE IF NOT EXISTS ` + n.executions + ` (
 	id       bytea       PRIMARY KEY,
 	first_at timestamptz NOT NULL,
@@ -97,7 +101,7 @@ var migrations = []migration{
 			`CREATE OR REPLACE FUNCTION ` + n.count + `() RETURNS trigger LANGUAGE plpgsql AS ` + dollarQuote(countBody(n)),
 			`DROP TRIGGER IF EXISTS durable_count_inserts ON ` + n.table,
 			`CREATE TRIGGER durable_count_inserts AFTER INSERT ON ` + n.table + `
-	REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ` + n.count + `()`,
+	FOR EACH ROW WHEN (NOT NEW.counted) EXECUTE FUNCTION ` + n.count + `()`,
 			`DROP TRIGGER IF EXISTS durable_count_deletes ON ` + n.table,
 			`CREATE TRIGGER durable_count_deletes AFTER DELETE ON ` + n.table + `
 	REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ` + n.count + `()`,
@@ -121,23 +125,21 @@ func createTable(table string) string {
 )`
 }
 
-// countBody is the body of the trigger function. Inserted rows are counted in
-// the order of their executions' IDs, so that two transactions that share
-// executions lock their rows in one order. A deletion subtracts, and deletes
-// the rows left without entries; a row updated meanwhile by a concurrent
-// insert is subtracted from as it is then, so the count stays right.
+// countBody is the body of the trigger function: for each row inserted
+// without being counted, and for each statement that deletes. A deletion
+// subtracts, and deletes the rows left without entries; a row updated
+// meanwhile by a concurrent insert is subtracted from as it is then, so the
+// count stays right.
 func countBody(n names) string {
 	return `
 BEGIN
 	IF TG_OP = 'INSERT' THEN
 		INSERT INTO ` + n.executions + ` AS e (id, first_at, last_at, entries)
-			SELECT id, min(created_at), max(created_at), count(*)
-			FROM (SELECT ` + executionOf("key") + ` AS id, created_at FROM changed) AS k
-			GROUP BY id ORDER BY id
+			VALUES (` + executionOf("NEW.key") + `, NEW.created_at, NEW.created_at, 1)
 			ON CONFLICT (id) DO UPDATE SET
 				first_at = least(e.first_at, excluded.first_at),
 				last_at = greatest(e.last_at, excluded.last_at),
-				entries = e.entries + excluded.entries;
+				entries = e.entries + 1;
 	ELSE
 		UPDATE ` + n.executions + ` AS e SET entries = e.entries - k.n
 			FROM (SELECT id, count(*) AS n
@@ -212,6 +214,7 @@ func (j *Journal) Migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pgjournal: migrate %s: %w", j.table, j.interpretError(err))
 	}
+	j.version.Store(int64(schemaVersion))
 	j.versionChecked.Store(true)
 	return nil
 }
@@ -221,9 +224,10 @@ func (j *Journal) versionError(v int) error {
 }
 
 // checkVersion refuses a schema that a newer release has migrated, with a
-// *journal.VersionError. It asks the database once per Journal, on the first
-// write, or on Open: a schema without the table of migrations is older, and
-// is fine. It does not cache a failure.
+// *journal.VersionError, and notes the version, which decides how Puts write.
+// It asks the database once per Journal, on the first write, or on Open: a
+// schema without the table of migrations is older, and is fine. It does not
+// cache a failure.
 func (j *Journal) checkVersion(ctx context.Context) error {
 	if j.versionChecked.Load() {
 		return nil
@@ -245,6 +249,7 @@ func (j *Journal) checkVersion(ctx context.Context) error {
 	if v > schemaVersion {
 		return j.versionError(v)
 	}
+	j.version.Store(int64(v))
 	j.versionChecked.Store(true)
 	return nil
 }

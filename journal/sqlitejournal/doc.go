@@ -21,7 +21,8 @@
 //	CREATE TABLE IF NOT EXISTS durable_journal (
 //		key        BLOB    NOT NULL PRIMARY KEY,
 //		value      BLOB    NOT NULL,
-//		created_at INTEGER NOT NULL -- Unix time of the write, in milliseconds
+//		created_at INTEGER NOT NULL, -- Unix time of the write, in milliseconds
+//		counted    INTEGER NOT NULL DEFAULT 0 -- 1: its writer counted it (version 2)
 //	) WITHOUT ROWID
 //
 // Keys are stored as BLOBs, so they may hold any bytes (NUL, invalid UTF-8)
@@ -42,15 +43,19 @@
 //	) WITHOUT ROWID;
 //	CREATE INDEX durable_executions_last_at ON durable_executions (last_at);
 //
-// Two triggers on durable_journal keep it: after each inserted row, an upsert
-// of the row's execution (a key that is already taken inserts nothing, so it
-// fires nothing: only rows actually inserted count); after each deleted row,
-// one fewer entry, and the row goes with the execution's last entry. They run
-// inside the statement that fires them, so the table always agrees with the
-// entries, whoever writes them: the committer's multi-row INSERTs, a process
-// running an older release, or an operator with the sqlite3 shell. Counting
-// costs each inserted entry one upsert in a small b-tree; SQLite runs no
-// triggers when a Put finds its key taken.
+// The write transaction that inserts entries counts them: the committer
+// marks its rows counted, tallies by execution the rows its INSERTs actually
+// inserted, and upserts each execution's row once before it commits. A chunk
+// whose INSERT inserts all its rows needs no more work; one that inserts none
+// has its keys read back, as before, and counts nothing; one that inserts
+// some of its rows and not others cannot tell which, so the batch is rolled
+// back and written Put by Put, each INSERT of one row telling. Two triggers
+// on durable_journal count the rest: after each inserted row not marked
+// counted (an operator with the sqlite3 shell, a process still running the
+// first release), an upsert of its execution; after each deleted row, one
+// entry fewer, the row going with the execution's last entry. So the table
+// always agrees with the entries, whoever writes them. A key that is taken
+// inserts nothing and counts nothing.
 //
 // # Schema versions and migration
 //
@@ -59,13 +64,13 @@
 // user_version 0. Open migrates a file whose version is older: it takes the
 // write lock (BEGIN IMMEDIATE), reads the version again, runs every missing
 // migration and sets user_version, in one transaction. Migrating to version 2
-// creates durable_executions and its triggers and fills it from the entries
-// with one GROUP BY over durable_journal (0.7 s for a million entries on two
-// vCPUs; writers of other processes wait under their busy timeout meanwhile). A
-// crash leaves the file unchanged; two processes opening one old file at once
-// both succeed, the second finding it migrated. A process still running the
-// first release can keep using a migrated file: the triggers count its
-// writes.
+// adds the column counted, creates durable_executions and its triggers, and
+// fills it from the entries with one GROUP BY over durable_journal (0.7 s for
+// a million entries on two vCPUs; writers of other processes wait under their
+// busy timeout meanwhile). A crash leaves the file unchanged; two processes
+// opening one old file at once both succeed, the second finding it migrated.
+// A process still running the first release can keep using a migrated file:
+// the triggers count its writes.
 //
 // A file whose user_version is newer than this code knows (a newer release
 // migrated it) is refused: Open returns a [*journal.VersionError] naming both

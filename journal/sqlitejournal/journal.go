@@ -26,7 +26,14 @@ const schema = `CREATE TABLE IF NOT EXISTS durable_journal (
 ) WITHOUT ROWID`
 
 const (
-	insertSQL      = `INSERT INTO durable_journal (key, value, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING`
+	insertSQL = `INSERT INTO durable_journal (key, value, created_at, counted) VALUES (?1, ?2, ?3, 1) ON CONFLICT (key) DO NOTHING`
+	// countSQL adds entries that this package inserted, and so marked
+	// counted, to their execution's row (see schema.go).
+	countSQL = `INSERT INTO durable_executions (id, first_at, last_at, entries) VALUES (?1, ?2, ?2, ?3)
+	ON CONFLICT (id) DO UPDATE SET
+		first_at = min(first_at, excluded.first_at),
+		last_at = max(last_at, excluded.last_at),
+		entries = entries + excluded.entries`
 	getSQL         = `SELECT value FROM durable_journal WHERE key = ?1`
 	scanFromSQL    = `SELECT key, value FROM durable_journal WHERE key >= ?1 ORDER BY key`
 	scanBetweenSQL = `SELECT key, value FROM durable_journal WHERE key >= ?1 AND key < ?2 ORDER BY key`
@@ -46,6 +53,7 @@ type Journal struct {
 	r *sql.DB // the readers
 
 	insert, readBack *sql.Stmt // prepared on w
+	count            *sql.Stmt // prepared on w
 	get, scanFrom    *sql.Stmt // prepared on r
 	scanBetween      *sql.Stmt // prepared on r
 
@@ -64,6 +72,7 @@ type Journal struct {
 	// prepared on w when first needed, and buffers reused from batch to batch.
 	rows   [maxRowsLog + 1]*sql.Stmt
 	seen   map[string]int
+	counts counts
 	firsts []*request
 	dup    []int
 	sizes  []int
@@ -151,6 +160,7 @@ func open(path string, cfg config) (_ *Journal, err error) {
 	}{
 		{j.w, &j.insert, insertSQL},
 		{j.w, &j.readBack, getSQL},
+		{j.w, &j.count, countSQL},
 		{j.r, &j.get, getSQL},
 		{j.r, &j.scanFrom, scanFromSQL},
 		{j.r, &j.scanBetween, scanBetweenSQL},
@@ -216,7 +226,7 @@ func (j *Journal) Close() error {
 
 func (j *Journal) closeDB() error {
 	var errs []error
-	stmts := append([]*sql.Stmt{j.insert, j.readBack, j.get, j.scanFrom, j.scanBetween}, j.rows[:]...)
+	stmts := append([]*sql.Stmt{j.insert, j.readBack, j.count, j.get, j.scanFrom, j.scanBetween}, j.rows[:]...)
 	for _, s := range stmts {
 		if s != nil {
 			errs = append(errs, s.Close())

@@ -449,6 +449,18 @@ func TestGroupCommitBatchOutcomes(t *testing.T) {
 	}
 	got[2][0] = 'X' // each caller's slice is its own
 	require.Equal(t, "first", string(got[5]))
+	// Each key is an execution of its own (it holds no '/'), counted once,
+	// though the batch inserted some keys of a chunk and not others.
+	list, err := j.Executions(bg, "", 100)
+	require.NoError(t, err)
+	distinct := map[string]bool{"first": true}
+	for _, p := range puts {
+		distinct[p.key] = true
+	}
+	require.Len(t, list, len(distinct))
+	for _, e := range list {
+		require.Equal(t, int64(1), e.Entries, e.ID)
+	}
 	// The first Put, then the batch in one transaction.
 	require.Equal(t, int64(1+1), sqlitejournal.Transactions(j))
 }

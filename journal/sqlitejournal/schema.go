@@ -19,11 +19,15 @@ var migrations = []string{
 	// Version 1: the entries.
 	schema,
 
-	// Version 2: one row per execution, kept by triggers, so that listing the
-	// executions reads one row per execution, and retention finds the oldest
-	// through an index. Any write to durable_journal fires them: by this
-	// code, by hand, or by a process still running the first release.
-	`CREATE TABLE IF NOT EXISTS durable_executions (
+	// Version 2: one row per execution, so that listing the executions reads
+	// one row per execution, and retention finds the oldest through an index.
+	// This package's writers count the entries they insert, one upsert per
+	// execution and transaction, and mark them counted; the insert trigger
+	// counts the others (written by hand, or by a process still running the
+	// first release), one upsert per row. The delete trigger counts every
+	// deleted row.
+	`ALTER TABLE durable_journal ADD COLUMN counted INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS durable_executions (
 	id       BLOB    NOT NULL PRIMARY KEY, -- the keys' first segment
 	first_at INTEGER NOT NULL,             -- created_at of the oldest entry, Unix ms
 	last_at  INTEGER NOT NULL,             -- created_at of the latest entry, Unix ms
@@ -35,7 +39,7 @@ INSERT INTO durable_executions (id, first_at, last_at, entries)
 	SELECT id, min(created_at), max(created_at), count(*)
 	FROM (SELECT ` + executionOf("key") + ` AS id, created_at FROM durable_journal)
 	GROUP BY id;
-CREATE TRIGGER IF NOT EXISTS durable_journal_insert AFTER INSERT ON durable_journal BEGIN
+CREATE TRIGGER IF NOT EXISTS durable_journal_insert AFTER INSERT ON durable_journal WHEN NEW.counted = 0 BEGIN
 	INSERT INTO durable_executions (id, first_at, last_at, entries)
 		VALUES (` + executionOf("NEW.key") + `, NEW.created_at, NEW.created_at, 1)
 		ON CONFLICT (id) DO UPDATE SET

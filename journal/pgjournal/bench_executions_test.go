@@ -30,22 +30,38 @@ func benchScale() (executions, entries, big int) {
 var benchBase = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // fill writes entries rows to each execution exec-0000 … of table with one
-// INSERT: execution e's entries are created from benchBase + e seconds on,
-// one a millisecond, so that the executions age in order. The triggers count
-// them, as they count every Put. It then analyzes the tables, as autovacuum
-// would soon.
-func fill(tb testing.TB, table string, from, to, entries int) {
+// statement, which counts them as a Put's INSERT does: it marks the rows
+// counted and adds them to their executions' rows, one upsert per execution.
+// Execution e's entries are created from benchBase + e seconds on, one a
+// millisecond, so that the executions age in order. On a table made by the
+// first release (migrated false), it inserts as that release did. It then
+// analyzes the tables, as autovacuum would soon.
+func fill(tb testing.TB, table string, from, to, entries int, migrated bool) {
 	tb.Helper()
-	exec(tb, `INSERT INTO `+quoted(table)+` (key, value, created_at)
-	SELECT convert_to(format('exec-%s/step-%s', lpad(e::text, 4, '0'), lpad(n::text, 6, '0')), 'UTF8'),
-		decode(md5(e || '/' || n) || md5(n || '/' || e) || md5(e || '.' || n) || md5(n || '.' || e), 'hex'),
-		$1::timestamptz + make_interval(secs => e) + n * interval '1 millisecond'
-	FROM generate_series($2::int, $3::int - 1) AS e, generate_series(0, $4::int - 1) AS n`,
-		benchBase, from, to, entries)
+	rows := `SELECT convert_to(format('exec-%s/step-%s', lpad(e::text, 4, '0'), lpad(n::text, 6, '0')), 'UTF8') AS key,
+		decode(md5(e || '/' || n) || md5(n || '/' || e) || md5(e || '.' || n) || md5(n || '.' || e), 'hex') AS value,
+		$1::timestamptz + make_interval(secs => e) + n * interval '1 millisecond' AS created_at
+	FROM generate_series($2::int, $3::int - 1) AS e, generate_series(0, $4::int - 1) AS n`
+	if !migrated {
+		exec(tb, `INSERT INTO `+quoted(table)+` (key, value, created_at) `+rows, benchBase, from, to, entries)
+		exec(tb, `ANALYZE `+quoted(table))
+		return
+	}
+	exec(tb, `WITH inserted AS (
+	INSERT INTO `+quoted(table)+` (key, value, created_at, counted)
+	SELECT key, value, created_at, true FROM (`+rows+`) AS r
+	ON CONFLICT (key) DO NOTHING
+	RETURNING key, created_at
+)
+INSERT INTO `+quoted(table+"_executions")+` AS e (id, first_at, last_at, entries)
+SELECT substring(key FROM 1 FOR position('/'::bytea IN key) - 1) AS id, min(created_at), max(created_at), count(*)
+FROM inserted GROUP BY 1 ORDER BY 1
+ON CONFLICT (id) DO UPDATE SET
+	first_at = least(e.first_at, excluded.first_at),
+	last_at = greatest(e.last_at, excluded.last_at),
+	entries = e.entries + excluded.entries`, benchBase, from, to, entries)
 	exec(tb, `ANALYZE `+quoted(table))
-	exec(tb, `DO $$ BEGIN
-	IF to_regclass('`+quoted(table+"_executions")+`') IS NOT NULL THEN ANALYZE `+quoted(table+"_executions")+`; END IF;
-END $$`)
+	exec(tb, `ANALYZE `+quoted(table+"_executions"))
 }
 
 // writer Puts to an execution of its own until stopped, and reports the
@@ -87,7 +103,7 @@ func BenchmarkExecutions(b *testing.B) {
 	execs, entries, _ := benchScale()
 	table := newTable(b)
 	j := openJournal(b, table)
-	fill(b, table, 0, execs, entries)
+	fill(b, table, 0, execs, entries, true)
 	b.ReportAllocs()
 	for b.Loop() {
 		n, after := 0, ""
@@ -115,14 +131,14 @@ func BenchmarkDeleteExecution(b *testing.B) {
 	execs, entries, big := benchScale()
 	table := newTable(b)
 	j := openJournal(b, table)
-	fill(b, table, 0, execs, entries)
+	fill(b, table, 0, execs, entries, true)
 	var (
 		total, putMax time.Duration
 		batches       []time.Duration
 	)
 	for b.Loop() {
 		b.StopTimer()
-		fill(b, table, execs, execs+1, big)
+		fill(b, table, execs, execs+1, big, true)
 		id := fmt.Sprintf("exec-%04d", execs)
 		b.StartTimer()
 		stop := writer(j)
@@ -159,7 +175,7 @@ func BenchmarkDeleteOlder(b *testing.B) {
 	execs, entries, _ := benchScale()
 	table := newTable(b)
 	j := openJournal(b, table)
-	fill(b, table, 0, execs, entries)
+	fill(b, table, 0, execs, entries, true)
 	cut := benchBase.Add(time.Duration(execs/2) * time.Second)
 	var (
 		total, putMax time.Duration
@@ -168,7 +184,7 @@ func BenchmarkDeleteOlder(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		if i > 0 {
 			b.StopTimer()
-			fill(b, table, 0, execs/2, entries)
+			fill(b, table, 0, execs/2, entries, true)
 			b.StartTimer()
 		}
 		stop := writer(j)
@@ -205,7 +221,7 @@ func BenchmarkMigrate(b *testing.B) {
 		b.StopTimer()
 		table := newTable(b)
 		exec(b, fmt.Sprintf(createV1, quoted(table)))
-		fill(b, table, 0, execs, entries)
+		fill(b, table, 0, execs, entries, false)
 		j := openUnmigrated(b, table)
 		b.StartTimer()
 		start := time.Now()

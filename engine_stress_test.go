@@ -823,7 +823,7 @@ func TestParkedOutcomesAreReplacedUpToTheCap(t *testing.T) {
 // checkpointing: that worker counts it and the batch ends.
 func TestLastOutcomeParkedIsCounted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFaultJournal(journal.NewMemory())
+		f := newFaultJournal(plainMemory())
 		f.setLatency(5*time.Second, func(k string) bool { return k == "e/p/a" })
 		got, err := durable.Parallel(f.in(context.Background(), "e"), "p", []durable.Step[string]{
 			sleepStep("a", time.Second, "A"),
@@ -904,7 +904,7 @@ func (v goexitValue) MarshalJSON() ([]byte, error) {
 
 func TestGoexitInEncodingWithParkedOutcomes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFaultJournal(journal.NewMemory())
+		f := newFaultJournal(plainMemory())
 		// a's checkpoint (the first in sequence) is slow, so b and c park
 		// behind it; then c's value cannot be encoded.
 		f.setLatency(3*time.Second, func(k string) bool { return k == "e/p/a" })

@@ -256,7 +256,7 @@ func TestHandoverCallerGivesUpWhileWorkersWait(t *testing.T) {
 				var jn journal.Journal = hoSlowJournal{Memory: journal.NewMemory(), key: "e/s/a", delay: 5 * time.Second}
 				want := 6 * time.Second
 				if honour {
-					f := newFaultJournal(journal.NewMemory())
+					f := newFaultJournal(plainMemory())
 					f.setLatency(5*time.Second, func(k string) bool { return k == "e/s/a" })
 					jn = f.journal()
 					want = 4 * time.Second
@@ -351,7 +351,7 @@ func TestHandoverGoexitInCheckpointWithManyWaiting(t *testing.T) {
 // counted, in sequence, when the checkpoint before it returns.
 func TestHandoverWorkerLeavesWhenAllClaimed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFaultJournal(journal.NewMemory())
+		f := newFaultJournal(plainMemory())
 		f.setLatency(5*time.Second, func(k string) bool { return k == "e/r/a" })
 		base := runtime.NumGoroutine()
 		var got string

@@ -1454,7 +1454,7 @@ func TestReplaySlowCheckpointDoesNotDelayTheDecision(t *testing.T) {
 	slowA := func(k string) bool { return strings.HasSuffix(k, "/a") }
 	t.Run("ParallelFailure", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			f := newFaultJournal(journal.NewMemory())
+			f := newFaultJournal(plainMemory())
 			f.setLatency(10*time.Second, slowA)
 			c := newRunCounter()
 			_, err := durable.Parallel(f.in(t.Context(), "exec"), "p", []durable.Step[int]{
@@ -1472,7 +1472,7 @@ func TestReplaySlowCheckpointDoesNotDelayTheDecision(t *testing.T) {
 	})
 	t.Run("SettleFirstSuccessful", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			f := newFaultJournal(journal.NewMemory())
+			f := newFaultJournal(plainMemory())
 			f.setLatency(10*time.Second, slowA)
 			c := newRunCounter()
 			res, err := durable.Settle(f.in(t.Context(), "exec"), "s", []durable.Step[int]{

@@ -104,7 +104,7 @@ func TestDecisionOfAReorderedResumeReplays(t *testing.T) {
 	})
 	t.Run("Race", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			f := newFaultJournal(journal.NewMemory())
+			f := newFaultJournal(plainMemory())
 			c := newRunCounter()
 			x := counted(c, "x", time.Second, "x-1", nil)
 			y := counted(c, "y", 2*time.Second, "y-1", nil)
@@ -130,7 +130,7 @@ func TestDecisionOfAReorderedResumeReplays(t *testing.T) {
 // wrong branches.
 func TestDecisionOfAHugeReorderedResume(t *testing.T) {
 	const n = 5000
-	f := newFaultJournal(journal.NewMemory())
+	f := newFaultJournal(plainMemory())
 	steps := make([]durable.Step[int], n)
 	for i := range steps {
 		steps[i] = durable.NewStep(strconv.Itoa(i), func(context.Context) (int, error) {

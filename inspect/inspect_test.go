@@ -141,7 +141,7 @@ func TestReadTree(t *testing.T) {
 
 	_, err = inspect.Read(context.Background(), j, "nope")
 	require.ErrorIs(t, err, inspect.ErrNoExecution)
-	_, err = inspect.Read(context.Background(), journal.NewMemory(), "order/7")
+	_, err = inspect.Read(context.Background(), struct{ journal.Journal }{journal.NewMemory()}, "order/7")
 	require.ErrorContains(t, err, "cannot scan")
 }
 

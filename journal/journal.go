@@ -11,6 +11,13 @@
 //
 //   - [Scanner]: list every entry under a key prefix in one call, so that resuming
 //     a large fan-out issues one query instead of one per branch.
+//   - [Lister]: list the executions the journal holds, page by page, with the
+//     times of their first and latest writes and their number of entries.
+//   - [Deleter]: delete one execution's entries, or every execution last
+//     written before a time (retention).
+//
+// durable itself uses only Scanner; Lister and Deleter serve tools and
+// operators. [Memory] implements all of them.
 //
 // The package journaltest checks any Journal against this contract.
 package journal
@@ -18,6 +25,7 @@ package journal
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // Journal stores checkpoints: opaque values under opaque keys. Keys are
@@ -46,3 +54,17 @@ type Scanner interface {
 
 // ErrClosed is returned by backends used after Close.
 var ErrClosed = errors.New("journal: closed")
+
+// A VersionError reports a journal whose storage a newer version of its
+// backend has migrated to a schema the running code does not know. The code
+// refuses to write to it; upgrade the code.
+type VersionError struct {
+	Store   string // what holds the journal, named: a file, a table
+	Version int    // the schema version the store has
+	Known   int    // the newest schema version the running code knows
+}
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("journal: %s has schema version %d, newer than version %d, the newest this code knows; upgrade it before writing there",
+		e.Store, e.Version, e.Known)
+}

@@ -22,10 +22,16 @@ import (
 )
 
 // Run checks the journals made by newJournal against the contract of
-// [journal.Journal] (and of [journal.Scanner] when they implement it). Each
-// subtest calls newJournal once and expects an empty journal, or at least one
-// whose keys do not overlap another call's: Run prefixes every key it writes
-// with a value unique to the subtest.
+// [journal.Journal], and of each optional interface they implement:
+// [journal.Scanner], [journal.Lister], [journal.Deleter]. Each subtest calls
+// newJournal once and expects an empty journal, or at least one whose keys do
+// not overlap another call's: Run prefixes every key it writes with a value
+// unique to the subtest. The subtests of listing and deleting write to
+// executions of their own, whose IDs start with that value too.
+//
+// The subtest of [journal.Deleter.DeleteOlder], which runs last, deletes every
+// execution last written before it began: journals that newJournal returns may
+// share their storage with earlier subtests, not with data that must survive.
 func Run(t *testing.T, newJournal func() journal.Journal) {
 	t.Helper()
 	var seq int
@@ -48,6 +54,10 @@ func Run(t *testing.T, newJournal func() journal.Journal) {
 	sub("ValuesAreCopied", testValuesAreCopied)
 	sub("CancelledContext", testCancelledContext)
 	sub("Scanner", testScanner)
+	sub("Lister", testLister)
+	sub("ListerConcurrentPuts", testListerConcurrentPuts)
+	sub("DeleteExecution", testDeleteExecution)
+	sub("DeleteOlder", testDeleteOlder)
 }
 
 func ctx() context.Context { return context.Background() }

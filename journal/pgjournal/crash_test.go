@@ -64,10 +64,29 @@ func TestCrashRecovery(t *testing.T) {
 				Start: func(t *testing.T, runEnv ...string) crashtest.Child {
 					return startChild(t, "TestCrashChild", append(runEnv, env...)...)
 				},
-				Scan: func(t *testing.T) map[string][]byte { return crashtest.ScanPrefix(t, j, crashtest.Prefix) },
+				Scan: func(t *testing.T) map[string][]byte {
+					requireCounted(t, j)
+					return crashtest.ScanPrefix(t, j, crashtest.Prefix)
+				},
 			}
 		},
 	})
+}
+
+// requireCounted checks that the listing, which the killed children's
+// commits kept, counts exactly the entries of their execution.
+func requireCounted(t *testing.T, j *pgjournal.Journal) {
+	t.Helper()
+	n := len(crashtest.ScanPrefix(t, j, crashtest.Exec+"/"))
+	list, err := j.Executions(context.Background(), "", 10)
+	require.NoError(t, err)
+	if n == 0 {
+		require.Empty(t, list)
+		return
+	}
+	require.Len(t, list, 1)
+	require.Equal(t, crashtest.Exec, list[0].ID)
+	require.Equal(t, int64(n), list[0].Entries, "entries counted for the execution the children wrote")
 }
 
 // --- child processes ---

@@ -42,7 +42,7 @@ func (j *Journal) interpretError(err error) error {
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case codeUndefinedTable:
-			return fmt.Errorf("table %s does not exist; call Migrate first: %w", j.table, err)
+			return fmt.Errorf("a table of journal %s does not exist; call Migrate first: %w", j.table, err)
 		case codeInvalidSchemaName:
 			return fmt.Errorf("the schema of table %s does not exist; Migrate creates the table but not the schema: %w", j.table, err)
 		case codeProgramLimitExceeded:

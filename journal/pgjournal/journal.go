@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"sync"
 	"sync/atomic"
 
@@ -15,15 +14,17 @@ import (
 	"github.com/durable-go/durable/journal"
 )
 
-// Journal is a [journal.Journal] and a [journal.Scanner] stored in one
-// PostgreSQL table. It is safe for concurrent use, also by several processes
+// Journal is a [journal.Journal], [journal.Scanner], [journal.Lister] and
+// [journal.Deleter] stored in one PostgreSQL table and the objects beside it. It is safe for concurrent use, also by several processes
 // sharing the table. Make one with [Open] or [New] and Close it when done.
 type Journal struct {
 	pool    *pgxpool.Pool
 	ownPool bool
 	cfg     config
 	table   string // the table's name, quoted
+	names   names
 	sql     statements
+	del     deletes
 
 	// reqs carries Puts to the committer. It is unbuffered: Puts that wait for
 	// the committer are blocked senders, which it drains into the next batch.
@@ -32,6 +33,12 @@ type Journal struct {
 	closeOnce sync.Once
 	committer sync.WaitGroup
 
+	// versionChecked is set once the schema's version is known not to be
+	// newer than this code's (see checkVersion); version is that version.
+	versionChecked atomic.Bool
+	version        atomic.Int64
+	versionMu      sync.Mutex
+
 	txns      atomic.Int64 // write transactions committed, for tests
 	readBacks atomic.Int64 // read-backs of skipped keys run, for tests
 }
@@ -39,20 +46,18 @@ type Journal struct {
 var (
 	_ journal.Journal = (*Journal)(nil)
 	_ journal.Scanner = (*Journal)(nil)
+	_ journal.Lister  = (*Journal)(nil)
+	_ journal.Deleter = (*Journal)(nil)
 )
 
 // statements holds the journal's SQL, with the table name filled in.
 type statements struct {
-	create, get, begin, insert, readBack, commit, scanRange, scanFrom string
+	get, begin, insert, insertCounted, readBack, commit, scanRange, scanFrom string
 }
 
-func newStatements(table string) statements {
+func newStatements(n names) statements {
+	table := n.table
 	return statements{
-		create: `CREATE TABLE IF NOT EXISTS ` + table + ` (
-	key        bytea       PRIMARY KEY,
-	value      bytea       NOT NULL,
-	created_at timestamptz NOT NULL DEFAULT now()
-)`,
 		get: `SELECT value FROM ` + table + ` WHERE key = $1`,
 		// Read committed lets the INSERT skip a key that another transaction
 		// committed after the INSERT began, whatever the server's default:
@@ -67,6 +72,25 @@ func newStatements(table string) statements {
 	SELECT k, v FROM unnest($1::bytea[], $2::bytea[]) AS batch (k, v) ORDER BY k
 	ON CONFLICT (key) DO NOTHING
 	RETURNING key`,
+		// From schema version 2 on, the same INSERT marks its rows counted
+		// and adds them to their executions' rows, in the order of the
+		// executions' IDs, in the same statement (see schema.go).
+		insertCounted: `WITH inserted AS (
+	INSERT INTO ` + table + ` (key, value, counted)
+	SELECT k, v, true FROM unnest($1::bytea[], $2::bytea[]) AS batch (k, v) ORDER BY k
+	ON CONFLICT (key) DO NOTHING
+	RETURNING key
+), counted AS (
+	INSERT INTO ` + n.executions + ` AS e (id, first_at, last_at, entries)
+	SELECT id, now(), now(), count(*)
+	FROM (SELECT ` + executionOf("key") + ` AS id FROM inserted) AS k
+	GROUP BY id ORDER BY id
+	ON CONFLICT (id) DO UPDATE SET
+		first_at = least(e.first_at, excluded.first_at),
+		last_at = greatest(e.last_at, excluded.last_at),
+		entries = e.entries + excluded.entries
+)
+SELECT key FROM inserted`,
 		// The read-back probes the primary key once per key. It is run as an
 		// unnamed statement (see readBackMode), so that it is planned for its
 		// keys and the table's current size every time.
@@ -89,7 +113,8 @@ const readBackMode = pgx.QueryExecModeCacheDescribe
 
 // Open connects to the database at dsn, a PostgreSQL URL or key=value
 // connection string as [pgxpool.ParseConfig] accepts it, and returns a Journal
-// that owns the pool: Close closes it. Open checks that the server answers; it
+// that owns the pool: Close closes it. Open checks that the server answers and
+// that no newer release has migrated the table (a [*journal.VersionError]); it
 // does not create the table (see [Journal.Migrate]).
 func Open(ctx context.Context, dsn string, opts ...Option) (*Journal, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
@@ -109,12 +134,18 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Journal, error) {
 		_ = j.Close()
 		return nil, fmt.Errorf("pgjournal: open: %w", err)
 	}
+	if err := j.checkVersion(ctx); err != nil {
+		_ = j.Close()
+		return nil, fmt.Errorf("pgjournal: open: %w", j.interpretError(err))
+	}
 	return j, nil
 }
 
 // New returns a Journal that uses pool. The pool stays the caller's: Close does
 // not close it, and the caller must not close it before the Journal. New does
-// not contact the database.
+// not contact the database: the first write checks, once, that no newer
+// release has migrated the table, and fails with a [*journal.VersionError] if
+// one has.
 func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Journal, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("pgjournal: new: %w", err)
@@ -130,16 +161,19 @@ func newJournal(pool *pgxpool.Pool, ownPool bool, opts []Option) (*Journal, erro
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	table, err := cfg.validate()
+	ident, err := cfg.validate()
 	if err != nil {
 		return nil, err
 	}
+	n := newNames(ident)
 	j := &Journal{
 		pool:    pool,
 		ownPool: ownPool,
 		cfg:     cfg,
-		table:   table,
-		sql:     newStatements(table),
+		table:   n.table,
+		names:   n,
+		sql:     newStatements(n),
+		del:     newDeletes(n),
 		reqs:    make(chan *request),
 		closing: make(chan struct{}),
 	}
@@ -173,33 +207,6 @@ func (j *Journal) closed() bool {
 	default:
 		return false
 	}
-}
-
-// Migrate creates the journal's table unless it exists (the SQL is in the
-// package documentation). It does not create a schema: for a table named
-// "schema.name" the schema must exist. Migrate is idempotent and safe to run
-// from several processes at once.
-func (j *Journal) Migrate(ctx context.Context) error {
-	if j.closed() {
-		return fmt.Errorf("pgjournal: migrate %s: %w", j.table, journal.ErrClosed)
-	}
-	// CREATE TABLE IF NOT EXISTS can still fail with a unique violation in
-	// the catalog when two sessions run it at once; a transaction-scoped
-	// advisory lock on the table's name makes them take turns.
-	h := fnv.New64a()
-	h.Write([]byte("github.com/durable-go/durable/journal/pgjournal " + j.table))
-	lock := int64(h.Sum64())
-	err := pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lock); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, j.sql.create)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("pgjournal: migrate %s: %w", j.table, j.interpretError(err))
-	}
-	return nil
 }
 
 // Get implements [journal.Journal]. The returned slice is the caller's.
@@ -310,6 +317,9 @@ const writeAttempts = 3
 // When only the read-back fails, it returns the slice, nil for the keys not
 // read back, and the error.
 func (j *Journal) write(ctx context.Context, keys, values [][]byte) ([][]byte, error) {
+	if err := j.checkVersion(ctx); err != nil {
+		return nil, err
+	}
 	var stored [][]byte
 	err := retry(ctx, func() error {
 		var err error
@@ -345,7 +355,11 @@ func retry(ctx context.Context, f func() error) error {
 func (j *Journal) insertBatch(ctx context.Context, keys, values [][]byte) ([][]byte, error) {
 	b := &pgx.Batch{}
 	b.Queue(j.sql.begin)
-	b.Queue(j.sql.insert, keys, values)
+	insert := j.sql.insertCounted
+	if j.version.Load() < 2 {
+		insert = j.sql.insert // a table that the first release made, not yet migrated
+	}
+	b.Queue(insert, keys, values)
 	b.Queue(j.sql.commit)
 	br := j.pool.SendBatch(ctx, b)
 	stored, err := readInsert(br, keys, values)

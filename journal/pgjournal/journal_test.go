@@ -22,7 +22,16 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	for _, m := range modes {
+	for _, m := range append(modes[:len(modes):len(modes)],
+		struct {
+			name string
+			opts []pgjournal.Option
+		}{"DeleteBatchesOfThree", []pgjournal.Option{pgjournal.WithDeleteBatch(3)}},
+		struct {
+			name string
+			opts []pgjournal.Option
+		}{"DeleteBatchesOfOne", []pgjournal.Option{pgjournal.WithDeleteBatch(1)}},
+	) {
 		t.Run(m.name, func(t *testing.T) {
 			table := newTable(t)
 			journaltest.Run(t, func() journal.Journal { return openJournal(t, table, m.opts...) })
@@ -45,6 +54,7 @@ func TestOptionsAreValidated(t *testing.T) {
 		"invalid UTF-8":     pgjournal.WithTable("\xff"),
 		"batch of zero":     pgjournal.WithMaxBatch(0),
 		"negative max wait": pgjournal.WithMaxWait(-time.Millisecond),
+		"delete batch of 0": pgjournal.WithDeleteBatch(0),
 	}
 	for name, opt := range bad {
 		j, err := pgjournal.New(context.Background(), pool, opt)

@@ -15,6 +15,8 @@ const (
 	defaultTable    = "durable_journal"
 	defaultMaxBatch = 256
 	defaultMaxWait  = 500 * time.Microsecond
+
+	defaultDeleteBatch = 10_000
 )
 
 // maxIdentifier is the longest identifier PostgreSQL keeps without truncating
@@ -35,6 +37,7 @@ type config struct {
 	maxBatch    int
 	maxWait     time.Duration
 	groupCommit bool
+	deleteBatch int
 }
 
 func defaultConfig() config {
@@ -43,6 +46,7 @@ func defaultConfig() config {
 		maxBatch:    defaultMaxBatch,
 		maxWait:     defaultMaxWait,
 		groupCommit: true,
+		deleteBatch: defaultDeleteBatch,
 	}
 }
 
@@ -78,19 +82,31 @@ func WithGroupCommit(on bool) Option {
 	return optionFunc(func(c *config) { c.groupCommit = on })
 }
 
-// validate checks c and returns the table as a quoted identifier.
-func (c *config) validate() (string, error) {
+// WithDeleteBatch bounds how many entries [Journal.DeleteExecution] and
+// [Journal.DeleteOlder] delete in one statement, each its own transaction:
+// n >= 1. Deleting takes no lock that other executions' Puts wait for, but a
+// smaller batch keeps each transaction, and the dead rows VACUUM must clean
+// up between two of its runs, smaller. The default is 10,000.
+func WithDeleteBatch(n int) Option {
+	return optionFunc(func(c *config) { c.deleteBatch = n })
+}
+
+// validate checks c and returns the table's name.
+func (c *config) validate() (pgx.Identifier, error) {
 	if c.maxBatch < 1 {
-		return "", fmt.Errorf("pgjournal: WithMaxBatch(%d): want at least 1", c.maxBatch)
+		return nil, fmt.Errorf("pgjournal: WithMaxBatch(%d): want at least 1", c.maxBatch)
 	}
 	if c.maxWait < 0 {
-		return "", fmt.Errorf("pgjournal: WithMaxWait(%v): want zero or more", c.maxWait)
+		return nil, fmt.Errorf("pgjournal: WithMaxWait(%v): want zero or more", c.maxWait)
+	}
+	if c.deleteBatch < 1 {
+		return nil, fmt.Errorf("pgjournal: WithDeleteBatch(%d): want at least 1", c.deleteBatch)
 	}
 	ident, err := parseTable(c.table)
 	if err != nil {
-		return "", fmt.Errorf("pgjournal: WithTable(%q): %w", c.table, err)
+		return nil, fmt.Errorf("pgjournal: WithTable(%q): %w", c.table, err)
 	}
-	return ident.Sanitize(), nil
+	return ident, nil
 }
 
 // parseTable splits name into an optional schema and a table and checks each.

@@ -190,7 +190,8 @@ func TestLargeTable(t *testing.T) {
 	require.Contains(t, nodes, "Index Scan "+name+" using "+name+"_pkey")
 
 	// The INSERT, even as a generic plan, reads the table only through the
-	// primary key, to find conflicts.
+	// primary key, to find conflicts, and so does its upsert of the
+	// executions it wrote to.
 	_, err = conn.Exec(ctx, `PREPARE ins (bytea[], bytea[]) AS `+insert, pgx.QueryExecModeSimpleProtocol)
 	require.NoError(t, err)
 	_, err = conn.Exec(ctx, `SET plan_cache_mode = force_generic_plan`, pgx.QueryExecModeSimpleProtocol)
@@ -200,7 +201,9 @@ func TestLargeTable(t *testing.T) {
 	nodes = planNodes(t, plan)
 	t.Logf("insert: %v", nodes)
 	requireNoScanOf(t, nodes, name)
-	require.Equal(t, "ModifyTable "+name, nodes[0])
+	requireNoScanOf(t, nodes, name+"_executions")
+	require.Contains(t, nodes, "ModifyTable "+name)
+	require.Contains(t, nodes, "ModifyTable "+name+"_executions")
 }
 
 // planNodes lists the nodes of a plan printed by EXPLAIN (FORMAT JSON) as

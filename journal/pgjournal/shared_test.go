@@ -386,6 +386,14 @@ func TestProcessesShareExecution(t *testing.T) {
 	out := outs[0]
 
 	entries := crashtest.ScanPrefix(t, j, sharedExec+"/")
+	// The parent lists the execution the two processes wrote at once, every
+	// entry counted once, though both wrote many of the same keys.
+	list, err := j.Executions(context.Background(), "", 10)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	require.Equal(t, sharedExec, list[0].ID)
+	require.Equal(t, int64(len(entries)), list[0].Entries)
+
 	attempts := readSharedLog(t, logPath)
 	// checkAttempts checks the attempts of branch k and that outcome is one
 	// of theirs, and returns how many processes ran it.

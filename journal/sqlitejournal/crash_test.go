@@ -59,5 +59,17 @@ func scanJournal(t *testing.T, db string) map[string][]byte {
 	j, err := sqlitejournal.Open(db)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, j.Close()) }()
+	// The listing, kept by the killed children's commits, counts exactly the
+	// entries of their execution.
+	n := len(crashtest.ScanPrefix(t, j, crashtest.Exec+"/"))
+	list, err := j.Executions(bg, "", 10)
+	require.NoError(t, err)
+	if n == 0 {
+		require.Empty(t, list)
+	} else {
+		require.Len(t, list, 1)
+		require.Equal(t, crashtest.Exec, list[0].ID)
+		require.Equal(t, int64(n), list[0].Entries, "entries counted for the execution the children wrote")
+	}
 	return crashtest.ScanPrefix(t, j, crashtest.Prefix)
 }

@@ -9,19 +9,20 @@
 //	defer j.Close()
 //	ctx = durable.WithJournal(ctx, j, jobID)
 //
-// A [Journal] implements [journal.Journal] and [journal.Scanner]. It is safe
-// for concurrent use, and several processes may open the same file: SQLite's
-// locks serialize their writes, and the first Put of a key wins for all of
-// them.
+// A [Journal] implements [journal.Journal], [journal.Scanner], [journal.Lister]
+// and [journal.Deleter]. It is safe for concurrent use, and several processes
+// may open the same file: SQLite's locks serialize their writes, and the first
+// Put of a key wins for all of them.
 //
 // # Schema
 //
-// Open creates one table when the file does not hold it yet:
+// The entries live in one table:
 //
 //	CREATE TABLE IF NOT EXISTS durable_journal (
 //		key        BLOB    NOT NULL PRIMARY KEY,
 //		value      BLOB    NOT NULL,
-//		created_at INTEGER NOT NULL -- Unix time of the write, in milliseconds
+//		created_at INTEGER NOT NULL, -- Unix time of the write, in milliseconds
+//		counted    INTEGER NOT NULL DEFAULT 0 -- 1: its writer counted it (version 2)
 //	) WITHOUT ROWID
 //
 // Keys are stored as BLOBs, so they may hold any bytes (NUL, invalid UTF-8)
@@ -30,6 +31,68 @@
 // trailing 0xff bytes, last byte incremented; no upper bound when nothing is
 // left). The table has no rowid: the rows live in the primary key's b-tree, so a
 // Put writes one b-tree, not a table and an index.
+//
+// A second table holds one row per execution (the execution of a key is its
+// bytes before the first '/', or all of them; see [journal.Execution]):
+//
+//	CREATE TABLE durable_executions (
+//		id       BLOB    NOT NULL PRIMARY KEY, -- the keys' first segment
+//		first_at INTEGER NOT NULL,             -- created_at of the oldest entry
+//		last_at  INTEGER NOT NULL,             -- created_at of the latest entry
+//		entries  INTEGER NOT NULL              -- how many entries, at least 1
+//	) WITHOUT ROWID;
+//	CREATE INDEX durable_executions_last_at ON durable_executions (last_at);
+//
+// The write transaction that inserts entries counts them: the committer
+// marks its rows counted, tallies by execution the rows its INSERTs actually
+// inserted, and upserts each execution's row once before it commits. A chunk
+// whose INSERT inserts all its rows needs no more work; one that inserts none
+// has its keys read back, as before, and counts nothing; one that inserts
+// some of its rows and not others cannot tell which, so the batch is rolled
+// back and written Put by Put, each INSERT of one row telling. Two triggers
+// on durable_journal count the rest: after each inserted row not marked
+// counted (an operator with the sqlite3 shell, a process still running the
+// first release), an upsert of its execution; after each deleted row, one
+// entry fewer, the row going with the execution's last entry. So the table
+// always agrees with the entries, whoever writes them. A key that is taken
+// inserts nothing and counts nothing.
+//
+// # Schema versions and migration
+//
+// The schema's version is kept in PRAGMA user_version: 2 for the schema above.
+// Files written by the first release hold only durable_journal and
+// user_version 0. Open migrates a file whose version is older: it takes the
+// write lock (BEGIN IMMEDIATE), reads the version again, runs every missing
+// migration and sets user_version, in one transaction. Migrating to version 2
+// adds the column counted, creates durable_executions and its triggers, and
+// fills it from the entries with one GROUP BY over durable_journal (0.7 s for
+// a million entries on two vCPUs; writers of other processes wait under their
+// busy timeout meanwhile). A crash leaves the file unchanged; two processes
+// opening one old file at once both succeed, the second finding it migrated.
+// A process still running the first release can keep using a migrated file:
+// the triggers count its writes.
+//
+// A file whose user_version is newer than this code knows (a newer release
+// migrated it) is refused: Open returns a [*journal.VersionError] naming both
+// versions, and writes nothing.
+//
+// # Listing and deleting executions
+//
+// [Journal.Executions] reads a page of durable_executions in ID order, without
+// touching the entries. [Journal.DeleteExecution] deletes the entries of one
+// execution, in key order, [WithDeleteBatch] of them (1,000 by default) per
+// write transaction: each a range delete over the primary key, each holding
+// the write lock for a few milliseconds. [Journal.DeleteOlder] finds the
+// executions with last_at before the cut through the index, oldest first, and
+// deletes them in transactions of the same size, several small executions to
+// a transaction. Puts of other executions, which wait for the write lock,
+// wait at most one batch.
+//
+// Deleting an execution that a process is still writing races with it: a Put
+// that commits after the deletion recreates the execution with its own entry,
+// and a later resume runs the deleted steps again. Delete executions only once
+// no process runs them; with DeleteOlder, choose a cut older than the latest
+// write of any execution that may still be running.
 //
 // # Durability
 //

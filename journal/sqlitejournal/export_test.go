@@ -1,6 +1,9 @@
 package sqlitejournal
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Successor exposes the upper bound of a prefix scan.
 var Successor = successor
@@ -28,4 +31,17 @@ func Pragmas(j *Journal, name string) (writer, reader string, err error) {
 		return "", "", err
 	}
 	return writer, reader, nil
+}
+
+// SchemaVersion is the schema version this code writes.
+var SchemaVersion = schemaVersion
+
+// DeleteBatch runs one transaction of DeleteExecution.
+func DeleteBatch(ctx context.Context, j *Journal, id string, solo bool) (n int64, done bool, err error) {
+	return j.deleteBatch(ctx, id, solo, int64(j.cfg.deleteBatch))
+}
+
+// DeleteOlderBatch runs one transaction of DeleteOlder.
+func DeleteOlderBatch(ctx context.Context, j *Journal, before time.Time) (deleted int, more bool, err error) {
+	return j.deleteOlderBatch(ctx, before.UnixMilli())
 }

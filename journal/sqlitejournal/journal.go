@@ -17,8 +17,8 @@ import (
 	"github.com/durable-go/durable/journal"
 )
 
-// schema is the table Open creates when the file does not hold it yet; doc.go
-// and README.md show it too.
+// schema is the table of entries, the first migration (see schema.go);
+// doc.go and README.md show it too.
 const schema = `CREATE TABLE IF NOT EXISTS durable_journal (
 	key        BLOB    NOT NULL PRIMARY KEY,
 	value      BLOB    NOT NULL,
@@ -26,7 +26,14 @@ const schema = `CREATE TABLE IF NOT EXISTS durable_journal (
 ) WITHOUT ROWID`
 
 const (
-	insertSQL      = `INSERT INTO durable_journal (key, value, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING`
+	insertSQL = `INSERT INTO durable_journal (key, value, created_at, counted) VALUES (?1, ?2, ?3, 1) ON CONFLICT (key) DO NOTHING`
+	// countSQL adds entries that this package inserted, and so marked
+	// counted, to their execution's row (see schema.go).
+	countSQL = `INSERT INTO durable_executions (id, first_at, last_at, entries) VALUES (?1, ?2, ?2, ?3)
+	ON CONFLICT (id) DO UPDATE SET
+		first_at = min(first_at, excluded.first_at),
+		last_at = max(last_at, excluded.last_at),
+		entries = entries + excluded.entries`
 	getSQL         = `SELECT value FROM durable_journal WHERE key = ?1`
 	scanFromSQL    = `SELECT key, value FROM durable_journal WHERE key >= ?1 ORDER BY key`
 	scanBetweenSQL = `SELECT key, value FROM durable_journal WHERE key >= ?1 AND key < ?2 ORDER BY key`
@@ -46,6 +53,7 @@ type Journal struct {
 	r *sql.DB // the readers
 
 	insert, readBack *sql.Stmt // prepared on w
+	count            *sql.Stmt // prepared on w
 	get, scanFrom    *sql.Stmt // prepared on r
 	scanBetween      *sql.Stmt // prepared on r
 
@@ -64,6 +72,7 @@ type Journal struct {
 	// prepared on w when first needed, and buffers reused from batch to batch.
 	rows   [maxRowsLog + 1]*sql.Stmt
 	seen   map[string]int
+	counts counts
 	firsts []*request
 	dup    []int
 	sizes  []int
@@ -76,11 +85,15 @@ type Journal struct {
 var (
 	_ journal.Journal = (*Journal)(nil)
 	_ journal.Scanner = (*Journal)(nil)
+	_ journal.Lister  = (*Journal)(nil)
+	_ journal.Deleter = (*Journal)(nil)
 )
 
 // Open opens the journal in the SQLite file at path, creating the file and its
-// table when they do not exist. The file is switched to write-ahead-log mode.
-// The caller must Close the journal.
+// tables when they do not exist, and migrating a file that an older release
+// wrote (see the package documentation). It fails with a
+// [*journal.VersionError] on a file that a newer release has migrated. The
+// file is switched to write-ahead-log mode. The caller must Close the journal.
 func Open(path string, opts ...Option) (*Journal, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -127,8 +140,8 @@ func open(path string, cfg config) (_ *Journal, err error) {
 	if !strings.EqualFold(mode, "wal") {
 		return nil, fmt.Errorf("journal_mode is %q, not wal (WAL needs a local file system)", mode)
 	}
-	if _, err = j.w.ExecContext(ctx, schema); err != nil {
-		return nil, fmt.Errorf("create table: %w", err)
+	if err = j.migrate(ctx); err != nil {
+		return nil, err
 	}
 
 	if j.r, err = sql.Open("sqlite", dsn); err != nil {
@@ -147,6 +160,7 @@ func open(path string, cfg config) (_ *Journal, err error) {
 	}{
 		{j.w, &j.insert, insertSQL},
 		{j.w, &j.readBack, getSQL},
+		{j.w, &j.count, countSQL},
 		{j.r, &j.get, getSQL},
 		{j.r, &j.scanFrom, scanFromSQL},
 		{j.r, &j.scanBetween, scanBetweenSQL},
@@ -212,7 +226,7 @@ func (j *Journal) Close() error {
 
 func (j *Journal) closeDB() error {
 	var errs []error
-	stmts := append([]*sql.Stmt{j.insert, j.readBack, j.get, j.scanFrom, j.scanBetween}, j.rows[:]...)
+	stmts := append([]*sql.Stmt{j.insert, j.readBack, j.count, j.get, j.scanFrom, j.scanBetween}, j.rows[:]...)
 	for _, s := range stmts {
 		if s != nil {
 			errs = append(errs, s.Close())

@@ -45,6 +45,8 @@ func TestConformance(t *testing.T) {
 		{"GroupCommitMaxWait", []sqlitejournal.Option{sqlitejournal.WithMaxWait(time.Millisecond)}},
 		{"OneTransactionPerPut", []sqlitejournal.Option{sqlitejournal.WithGroupCommit(false)}},
 		{"SynchronousNormal", []sqlitejournal.Option{sqlitejournal.WithSynchronous(sqlitejournal.SynchronousNormal)}},
+		{"DeleteBatchesOfThree", []sqlitejournal.Option{sqlitejournal.WithDeleteBatch(3)}},
+		{"DeleteBatchesOfOne", []sqlitejournal.Option{sqlitejournal.WithDeleteBatch(1)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			journaltest.Run(t, func() journal.Journal { return openAt(t, tempPath(t), tc.opts...) })
@@ -92,6 +94,7 @@ func TestOpenErrors(t *testing.T) {
 		{"MaxWait", filepath.Join(dir, "j.db"), sqlitejournal.WithMaxWait(-time.Second), "WithMaxWait(-1s)"},
 		{"BusyTimeout", filepath.Join(dir, "j.db"), sqlitejournal.WithBusyTimeout(-1), "WithBusyTimeout"},
 		{"Synchronous", filepath.Join(dir, "j.db"), sqlitejournal.WithSynchronous(7), "Synchronous(7)"},
+		{"DeleteBatch", filepath.Join(dir, "j.db"), sqlitejournal.WithDeleteBatch(0), "WithDeleteBatch(0)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var opts []sqlitejournal.Option
@@ -446,6 +449,18 @@ func TestGroupCommitBatchOutcomes(t *testing.T) {
 	}
 	got[2][0] = 'X' // each caller's slice is its own
 	require.Equal(t, "first", string(got[5]))
+	// Each key is an execution of its own (it holds no '/'), counted once,
+	// though the batch inserted some keys of a chunk and not others.
+	list, err := j.Executions(bg, "", 100)
+	require.NoError(t, err)
+	distinct := map[string]bool{"first": true}
+	for _, p := range puts {
+		distinct[p.key] = true
+	}
+	require.Len(t, list, len(distinct))
+	for _, e := range list {
+		require.Equal(t, int64(1), e.Entries, e.ID)
+	}
 	// The first Put, then the batch in one transaction.
 	require.Equal(t, int64(1+1), sqlitejournal.Transactions(j))
 }

@@ -41,6 +41,7 @@ type config struct {
 	groupCommit bool
 	maxBatch    int
 	maxWait     time.Duration
+	deleteBatch int
 }
 
 func defaultConfig() config {
@@ -50,6 +51,7 @@ func defaultConfig() config {
 		groupCommit: true,
 		maxBatch:    256,
 		maxWait:     0,
+		deleteBatch: 1000,
 	}
 }
 
@@ -65,6 +67,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("WithMaxBatch(%d): must be at least 1", c.maxBatch)
 	case c.maxWait < 0:
 		return fmt.Errorf("WithMaxWait(%v): must not be negative", c.maxWait)
+	case c.deleteBatch < 1:
+		return fmt.Errorf("WithDeleteBatch(%d): must be at least 1", c.deleteBatch)
 	}
 	return nil
 }
@@ -109,4 +113,13 @@ func WithMaxBatch(n int) Option {
 // cost of that much latency on each.
 func WithMaxWait(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.maxWait = d })
+}
+
+// WithDeleteBatch bounds how many entries [Journal.DeleteExecution] and
+// [Journal.DeleteOlder] delete in one write transaction. Each transaction
+// holds the file's write lock, which every Put waits for; a smaller batch
+// keeps that wait shorter, a larger one deletes faster. The default is 1,000
+// (a few milliseconds); n must be at least 1.
+func WithDeleteBatch(n int) Option {
+	return optionFunc(func(c *config) { c.deleteBatch = n })
 }

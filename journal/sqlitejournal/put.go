@@ -3,6 +3,7 @@ package sqlitejournal
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math/bits"
 	"strings"
@@ -50,8 +51,11 @@ func (j *Journal) putAlone(ctx context.Context, key string, value []byte) ([]byt
 	if err != nil {
 		return nil, j.interpret(ctx, err)
 	}
-	w := writer{tx.StmtContext(ctx, j.insert), tx.StmtContext(ctx, j.readBack), time.Now().UnixMilli()}
+	w := j.writer(ctx, tx, nil)
 	stored, inserted, err := w.put(ctx, key, value)
+	if err == nil {
+		err = w.counts.write(ctx, w.count, w.now)
+	}
 	if err != nil {
 		_ = tx.Rollback() // the statement's error is the one to report
 		return nil, j.interpret(ctx, err)
@@ -68,8 +72,25 @@ func (j *Journal) putAlone(ctx context.Context, key string, value []byte) ([]byt
 
 // writer runs Puts inside one write transaction.
 type writer struct {
-	insert, readBack *sql.Stmt
-	now              int64 // created_at, Unix milliseconds
+	insert, readBack, count *sql.Stmt
+	now                     int64  // created_at, Unix milliseconds
+	counts                  counts // the entries inserted, by execution
+}
+
+// writer returns a writer of tx's Puts, which counts in c (cleared), or in a
+// map of its own when c is nil.
+func (j *Journal) writer(ctx context.Context, tx *sql.Tx, c counts) writer {
+	if c == nil {
+		c = counts{}
+	}
+	clear(c)
+	return writer{
+		insert:   tx.StmtContext(ctx, j.insert),
+		readBack: tx.StmtContext(ctx, j.readBack),
+		count:    tx.StmtContext(ctx, j.count),
+		now:      time.Now().UnixMilli(),
+		counts:   c,
+	}
 }
 
 // put inserts value under key unless the key is taken, and returns what the
@@ -85,6 +106,7 @@ func (w writer) put(ctx context.Context, key string, value []byte) (stored []byt
 		return nil, false, err
 	}
 	if n == 1 {
+		w.counts.add(key, 1)
 		return value, true, nil
 	}
 	// The key was taken, by an earlier transaction or earlier in this one:
@@ -252,7 +274,8 @@ func (j *Journal) commitBatch(batch []*request) {
 		}
 		return
 	}
-	// An INSERT failed: write the Puts one by one to find the one at fault.
+	// An INSERT failed, or inserted part of its chunk: write the Puts one by
+	// one, which counts each and finds the one at fault.
 	for len(live) > 0 {
 		bad, err := j.commitOnce(live)
 		switch {
@@ -280,16 +303,16 @@ func (j *Journal) commitBatch(batch []*request) {
 const maxRowsLog = 5
 
 // insertRowsSQL returns an INSERT of n rows, each with its key, value and
-// created_at. The parameters are anonymous: the driver looks a numbered
-// one's name up, and allocates, every time it binds it.
+// created_at, marked counted. The parameters are anonymous: the driver looks
+// a numbered one's name up, and allocates, every time it binds it.
 func insertRowsSQL(n int) string {
 	var b strings.Builder
-	b.WriteString(`INSERT INTO durable_journal (key, value, created_at) VALUES `)
+	b.WriteString(`INSERT INTO durable_journal (key, value, created_at, counted) VALUES `)
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(`(?, ?, ?)`)
+		b.WriteString(`(?, ?, ?, 1)`)
 	}
 	b.WriteString(` ON CONFLICT (key) DO NOTHING`)
 	return b.String()
@@ -312,12 +335,16 @@ func (j *Journal) insertRows(ctx context.Context, k int) (*sql.Stmt, error) {
 // commitRows writes reqs in one transaction with as few statements as it
 // can: one multi-row INSERT per chunk of distinct keys, chunks of 1<<k rows
 // (a batch of 100 is 64+32+4), so a few prepared statements serve every batch
-// size. A chunk that inserted all its rows needs no read-back. The first Put
-// of a key in reqs is the one written; later ones get its outcome.
+// size, then one upsert of durable_executions per execution. A chunk that
+// inserted all its rows needs no read-back, and one that inserted none reads
+// every key back. The first Put of a key in reqs is the one written; later
+// ones get its outcome.
 //
-// ok is false, with the transaction rolled back, when an INSERT failed: the
-// caller then writes reqs one by one with commitOnce, to find the Put at fault.
-// err without ok reports a failure of the transaction itself.
+// ok is false, with the transaction rolled back, when an INSERT failed, or
+// inserted some of its rows and not others, which leaves unknown which ones
+// to count: the caller then writes reqs one by one with commitOnce, which
+// also finds the Put at fault. err without ok reports a failure of the
+// transaction itself.
 func (j *Journal) commitRows(reqs []*request) (ok bool, err error) {
 	ctx := context.Background()
 	// Distinct keys, in queue order; dup[i] is the index of the first Put of
@@ -359,9 +386,11 @@ func (j *Journal) commitRows(reqs []*request) (ok bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	now := time.Now().UnixMilli()
+	w := j.writer(ctx, tx, j.counts)
+	j.counts = w.counts
+	now := w.now
 	args := j.args[:0]
-	readBack := tx.StmtContext(ctx, j.readBack)
+	readBack := w.readBack
 	write := func(stmt *sql.Stmt, chunk []*request) error {
 		args = args[:0]
 		for _, r := range chunk {
@@ -378,12 +407,15 @@ func (j *Journal) commitRows(reqs []*request) (ok bool, err error) {
 		if int(n) == len(chunk) {
 			for _, r := range chunk {
 				r.stored = r.value
+				w.counts.add(r.key, 1)
 			}
 			return nil
 		}
-		// Some keys were taken by earlier transactions: read back what
-		// each key of the chunk holds. The write lock is held, so it cannot
-		// change.
+		if n > 0 {
+			return errPartial
+		}
+		// Every key was taken by earlier transactions: read back what
+		// each holds. The write lock is held, so it cannot change.
 		for _, r := range chunk {
 			if err := readBack.QueryRowContext(ctx, blob(r.key)).Scan(&r.stored); err != nil {
 				return err
@@ -398,6 +430,9 @@ func (j *Journal) commitRows(reqs []*request) (ok bool, err error) {
 			break
 		}
 		rest = rest[1<<k:]
+	}
+	if err == nil {
+		err = w.counts.write(ctx, w.count, now)
 	}
 	clear(args)
 	j.args = args[:0]
@@ -430,16 +465,46 @@ func (j *Journal) commitOnce(reqs []*request) (bad int, err error) {
 	if err != nil {
 		return -1, err
 	}
-	w := writer{tx.StmtContext(ctx, j.insert), tx.StmtContext(ctx, j.readBack), time.Now().UnixMilli()}
+	w := j.writer(ctx, tx, j.counts)
+	j.counts = w.counts
 	for i, r := range reqs {
 		if r.stored, _, err = w.put(ctx, r.key, r.value); err != nil {
 			_ = tx.Rollback() // the statement's error is the one to report
 			return i, err
 		}
 	}
+	if err := w.counts.write(ctx, w.count, w.now); err != nil {
+		_ = tx.Rollback()
+		return -1, err
+	}
 	if err := tx.Commit(); err != nil {
 		return -1, err
 	}
 	j.txs.Add(1)
 	return -1, nil
+}
+
+// errPartial reports a chunk that inserted some of its rows and not others.
+var errPartial = errors.New("a chunk inserted only some of its rows")
+
+// counts are the entries a transaction inserted, by execution: what it adds
+// to durable_executions before it commits. The rows it inserts are marked
+// counted, so that the trigger, which counts the rows of other writers, leaves
+// them alone.
+type counts map[string]int64
+
+func (c counts) add(key string, n int64) {
+	id, _, _ := strings.Cut(key, "/")
+	c[id] += n
+}
+
+// write adds c to durable_executions with stmt, countSQL in the transaction,
+// the entries dated now (Unix ms).
+func (c counts) write(ctx context.Context, stmt *sql.Stmt, now int64) error {
+	for id, n := range c {
+		if _, err := stmt.ExecContext(ctx, blob(id), now, n); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/durable-go/durable"
 	"github.com/durable-go/durable/journal"
+	"github.com/durable-go/durable/journal/pgjournal"
 )
 
 // checksumProgram runs a small journaled program; ran counts the steps run.
@@ -77,4 +79,30 @@ func TestBitFlipsInTheRowsAreDetected(t *testing.T) {
 		}
 	}
 	t.Logf("%d flips of %d rows, every one detected", flips, len(entries))
+}
+
+// Migrate refuses a role that may read the journal's table but not write it,
+// rather than the first Put after a wave of branches ran.
+func TestMigrateRefusesARoleThatCannotWrite(t *testing.T) {
+	table := newTable(t)
+	openJournal(t, table) // migrated by the owner
+	role := "pgjournal_reader_" + strconv.FormatUint(rand.Uint64(), 16)
+	schema := table[:len(table)-len(".durable_journal")]
+	exec(t, "CREATE ROLE "+role+" LOGIN")
+	t.Cleanup(func() {
+		exec(t, "DROP OWNED BY "+role)
+		exec(t, "DROP ROLE "+role)
+	})
+	// It may use and create in the schema (the migrations' statements), and
+	// read the table, not write it.
+	exec(t, "GRANT USAGE, CREATE ON SCHEMA "+pgx.Identifier{schema}.Sanitize()+" TO "+role)
+	exec(t, "GRANT SELECT ON ALL TABLES IN SCHEMA "+pgx.Identifier{schema}.Sanitize()+" TO "+role)
+	cfg, err := pgx.ParseConfig(databaseURL(t))
+	require.NoError(t, err)
+	url := strings.Replace(databaseURL(t), cfg.User+"@", role+"@", 1)
+	j, err := pgjournal.Open(context.Background(), url, pgjournal.WithTable(table))
+	require.NoError(t, err)
+	defer j.Close()
+	err = j.Migrate(context.Background())
+	require.ErrorContains(t, err, "may not insert")
 }

@@ -181,4 +181,12 @@
 // [context.DeadlineExceeded] when the context ended the call, and
 // [journal.ErrClosed] after Close. A missing table or schema is reported with
 // a hint to run Migrate.
+//
+// # Privileges
+//
+// Migrate needs the privilege to create in the table's schema, and fails with
+// an error naming the table when the role may not insert into it. Open asks
+// only for reading, so that a role that may only read can inspect a journal;
+// such a role's Puts fail, and a combinator fails before its branches run,
+// when it writes its head, except a resumed one, whose head is there.
 package pgjournal

@@ -214,6 +214,15 @@ func (j *Journal) Migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pgjournal: migrate %s: %w", j.table, j.interpretError(err))
 	}
+	// A role that may read the table but not write it would fail its first
+	// Put only after a wave of branches ran their side effects: say it now.
+	var canWrite bool
+	if err := j.pool.QueryRow(ctx, `SELECT has_table_privilege(current_user, $1, 'INSERT')`, j.names.table).Scan(&canWrite); err != nil {
+		return fmt.Errorf("pgjournal: migrate %s: %w", j.table, j.interpretError(err))
+	}
+	if !canWrite {
+		return fmt.Errorf("pgjournal: migrate %s: the role may not insert into the table", j.table)
+	}
 	j.version.Store(int64(schemaVersion))
 	j.versionChecked.Store(true)
 	return nil

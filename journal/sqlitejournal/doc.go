@@ -140,4 +140,11 @@
 // Errors name the key, as in `sqlitejournal: put "k": ...`. A Put or Get whose
 // context is done returns an error matching the context's error; an operation
 // on a closed Journal returns one matching [journal.ErrClosed].
+//
+// # A file that cannot be written
+//
+// Open fails when the file cannot be written (a read-only file or mount),
+// with an error that says so, rather than letting the first Put fail after a
+// wave of branches ran their side effects: it writes the schema version the
+// file already holds, a write that changes nothing.
 package sqlitejournal

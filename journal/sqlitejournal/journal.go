@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,6 +144,9 @@ func open(path string, cfg config) (_ *Journal, err error) {
 	if err = j.migrate(ctx); err != nil {
 		return nil, err
 	}
+	if err = j.checkWritable(ctx); err != nil {
+		return nil, err
+	}
 
 	if j.r, err = sql.Open("sqlite", dsn); err != nil {
 		return nil, err
@@ -177,6 +181,21 @@ func open(path string, cfg config) (_ *Journal, err error) {
 		go j.commitLoop()
 	}
 	return j, nil
+}
+
+// checkWritable fails when the file cannot be written (a read-only file or
+// mount): Open reports it, rather than the first Put after a wave of branches
+// ran their side effects. It writes the schema version the file holds, a
+// write that changes nothing.
+func (j *Journal) checkWritable(ctx context.Context) error {
+	var v int
+	if err := j.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return err
+	}
+	if _, err := j.w.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(v)); err != nil {
+		return fmt.Errorf("the file cannot be written: %w", err)
+	}
+	return nil
 }
 
 // dataSourceName builds the driver's DSN: a "file:" URI, so that any path

@@ -18,21 +18,30 @@
 // The parent calls [Recovery] with a [Backend], which says how to start the
 // worker ([Start] runs it) and how to read the journal between runs.
 //
-// The child writes an attempt log: each branch, before it returns, appends
-// "ran <i> run=<k>" to it in one write. The parent kills a run after some
-// number of these lines, or after a delay, and in the end compares the log
-// with the branch checkpoints it found in the journal after each run.
+// The FanOut retries failed branches under [Retry], and every fifth branch
+// fails its first two attempts, counted across runs: kills land in attempts
+// and in the waits between them.
+//
+// The child writes an attempt log: each attempt of a branch first appends
+// "ran <i> run=<k> <ok|fail> t=<unix ns>" to it in one write. The parent kills
+// a run after some number of these lines, or after a delay, and in the end
+// compares the log with the branch checkpoints and failed attempts it found in
+// the journal after each run.
 package crashtest
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,6 +50,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durable-go/durable"
+	"github.com/durable-go/durable/internal/record"
 	"github.com/durable-go/durable/journal"
 )
 
@@ -52,6 +62,21 @@ const (
 	Exec     = "e"
 	Prefix   = Exec + "/c/" // the keys of FanOut "c"'s branches
 )
+
+// Retry is FanOut "c"'s retry policy: a failed attempt is tried again after
+// 5 ms, then 10 ms, then 20 ms. The waits are long next to an attempt (at most
+// 2 ms), so that some kills land in them.
+var Retry = durable.RetryPolicy{MaxAttempts: 4, Backoff: 5 * time.Millisecond, Multiplier: 2}
+
+// failures is how many attempts a flaky branch fails, across runs, before it
+// succeeds: fewer than Retry.MaxAttempts, so that every branch succeeds in the
+// end, as it does without crashes.
+const failures = 2
+
+// flaky reports whether branch i fails its first attempts: every fifth does.
+func flaky(i int) bool { return i%5 == 0 }
+
+var errFlaky = errors.New("crashtest: an early attempt of a flaky branch")
 
 // The environment by which the parent tells the worker where its attempt log
 // is and which run it is. The backend adds what selects the worker and names
@@ -65,15 +90,22 @@ const (
 func value(i int) string { return fmt.Sprintf("v%d-%d", i, i*i%997) }
 
 // Work is the body of a backend's worker test, in a child process that
-// [Recovery] started: it runs FanOut "c" of execution [Exec] in j. Each branch
-// first appends "ran <i> run=<k>" to the attempt log, in one write, then
-// sleeps a little. On success Work prints the values as the child's result
-// (see [PrintResult]).
+// [Recovery] started: it runs FanOut "c" of execution [Exec] in j, under
+// [Retry]. Each attempt of a branch first appends "ran <i> run=<k> <outcome>
+// t=<start>" to the attempt log, in one write, then sleeps a little; a flaky
+// branch fails while fewer than two of its attempts are in the log. On success
+// Work prints the values as the child's result (see [PrintResult]).
 func Work(t *testing.T, j journal.Journal) {
 	run := os.Getenv(runEnv)
-	logFile, err := os.OpenFile(os.Getenv(logEnv), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	logPath := os.Getenv(logEnv)
+	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, logFile.Close()) })
+
+	// The log's times are read as a batch reads the journaled ones: the wall
+	// clock once, plus the monotonic time since.
+	start := time.Now()
+	now := func() int64 { return start.UnixNano() + int64(time.Since(start)) }
 
 	items := make([]int, Branches)
 	for i := range items {
@@ -81,16 +113,44 @@ func Work(t *testing.T, j journal.Journal) {
 	}
 	ctx := durable.WithJournal(context.Background(), j, Exec)
 	values, err := durable.FanOut(ctx, "c", items, func(ctx context.Context, i int) (string, error) {
+		// A branch's attempts never overlap, in a run or across runs: the
+		// log holds each earlier one that got as far as its line, and says
+		// which attempt this is, whatever the killed runs left journaled.
+		data, err := os.ReadFile(logPath)
+		if err != nil {
+			return "", durable.Permanent(err) // the harness's own failure: not retried
+		}
+		fail := flaky(i) && loggedAttempts(data, i) < failures
+		outcome := "ok"
+		if fail {
+			outcome = "fail"
+		}
 		// One write of the whole line: with O_APPEND, concurrent lines never
 		// interleave, and a line is in the file once the call returns.
-		if _, err := logFile.Write(fmt.Appendf(nil, "ran %d run=%s\n", i, run)); err != nil {
-			return "", err
+		if _, err := logFile.Write(fmt.Appendf(nil, "ran %d run=%s %s t=%d\n", i, run, outcome, now())); err != nil {
+			return "", durable.Permanent(err)
 		}
 		time.Sleep(rand.N(2 * time.Millisecond))
+		if fail {
+			return "", errFlaky
+		}
 		return value(i), nil
-	}, durable.WithMaxConcurrency(Workers))
+	}, durable.WithMaxConcurrency(Workers), durable.WithRetry(Retry))
 	require.NoError(t, err)
 	PrintResult(t, values)
+}
+
+// loggedAttempts counts the attempts of branch i in the attempt log data. A
+// last line still being written is not one: it is another branch's.
+func loggedAttempts(data []byte, i int) int {
+	prefix := fmt.Appendf(nil, "ran %d ", i)
+	n := 0
+	for line := range bytes.Lines(data) {
+		if bytes.HasPrefix(line, prefix) && bytes.HasSuffix(line, []byte("\n")) {
+			n++
+		}
+	}
+	return n
 }
 
 // A Backend is what [Recovery] needs of a journal backend.
@@ -143,17 +203,23 @@ type Child interface {
 }
 
 // Recovery kills executions of the worker at random moments. After each run it
-// lists the branch checkpoints in the journal; when a run finally completes,
-// it checks that
-//   - a branch whose checkpoint was in the journal after run k never ran in a
-//     later run, and the run that checkpointed it did run it;
-//   - no branch ran twice in one run, and a killed run lost the work of at
-//     most one branch per worker;
-//   - nothing in the journal was lost or changed by a later crash or run;
+// reads the branch checkpoints and failed attempts in the journal; when a run
+// finally completes, it checks that
+//   - nothing in the journal was lost or changed by a later crash or run, and
+//     a branch's failed attempts are journaled as 1, 2, ... k without a gap,
+//     with k < Retry.MaxAttempts and the waits Retry sets;
+//   - no attempt of a branch ran once its checkpoint was journaled: the last
+//     one to run is the success that the run which checkpointed it ran;
+//   - no attempt began during the wait a journaled failure set;
+//   - a branch ran at most Retry.MaxAttempts attempts in all, plus one per
+//     killed run;
+//   - a run ran at most one attempt of a branch that it did not journal (the
+//     completing run none), and a killed run lost at most one attempt per
+//     worker;
 //   - the result is the one a run without crashes returns.
 //
 // It fails the test when no run at all was killed with the FanOut part-way
-// done.
+// done, or none while a branch waited to retry.
 func Recovery(t *testing.T, b Backend) {
 	if testing.Short() {
 		t.Skip("kills child processes; skipped with -short")
@@ -165,7 +231,7 @@ func Recovery(t *testing.T, b Backend) {
 	wantJSON, err := json.Marshal(want)
 	require.NoError(t, err)
 
-	midway := 0 // killed runs that left some branches checkpointed and some not
+	var all tally
 	for n := range b.Trials {
 		seed := uint64(n + 1)
 		name := fmt.Sprintf("seed=%d", seed)
@@ -173,10 +239,22 @@ func Recovery(t *testing.T, b Backend) {
 			name += b.Label(n)
 		}
 		t.Run(name, func(t *testing.T) {
-			midway += runTrial(t, seed, b.MaxDelay, b.Open(t, n), string(wantJSON))
+			killed := runTrial(t, seed, b.MaxDelay, b.Open(t, n), string(wantJSON))
+			all.runs += killed.runs
+			all.midway += killed.midway
+			all.inWait += killed.inWait
 		})
 	}
-	require.Positive(t, midway, "no run was killed in the middle of the FanOut")
+	t.Logf("%d runs killed: %d with the FanOut part-way done, %d while a branch waited to retry", all.runs, all.midway, all.inWait)
+	require.Positive(t, all.midway, "no run was killed in the middle of the FanOut")
+	require.Positive(t, all.inWait, "no run was killed while a branch waited to retry")
+}
+
+// A tally counts the killed runs of a trial.
+type tally struct {
+	runs   int
+	midway int // with some branches checkpointed and some not
+	inWait int // while a branch waited to retry
 }
 
 // A killPlan says when to kill a child: jitter after its run has logged its
@@ -189,24 +267,24 @@ type killPlan struct {
 }
 
 // runTrial runs one execution to completion, killing its first runs, and
-// returns how many runs were killed with the FanOut part-way done.
-func runTrial(t *testing.T, seed uint64, maxDelay time.Duration, tr Trial, want string) (midway int) {
+// returns the tally of the killed runs.
+func runTrial(t *testing.T, seed uint64, maxDelay time.Duration, tr Trial, want string) (killed tally) {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	logPath := filepath.Join(t.TempDir(), "ran.log")
 
-	kills := 1 + rng.IntN(4)     // runs to kill before one is let through
-	committedIn := map[int]int{} // branch -> the first run after which its checkpoint was in the journal
-	var prev map[string][]byte   // the journal under Prefix after the previous run
+	kills := 1 + rng.IntN(4) // runs to kill before one is let through
+	s := newSeen()
+	var prev map[string][]byte // the journal under Prefix after the previous run
 	var result string
-	killed := 0
 	var progress []string // branches checkpointed after each run
+	var waiting []string  // branches waiting to retry at each kill
 	run := 1
 	for ; ; run++ {
 		require.LessOrEqual(t, run, kills+1, "the run after the last kill must complete")
 		var plan killPlan
 		if run <= kills {
 			plan.kill = true
-			if remaining := Branches - len(committedIn); remaining > 0 && rng.IntN(5) > 0 {
+			if remaining := Branches - len(s.committedIn); remaining > 0 && rng.IntN(5) > 0 {
 				plan.lines = 1 + rng.IntN(remaining)
 				plan.jitter = time.Duration(rng.Int64N(int64(2 * time.Millisecond)))
 			} else {
@@ -214,81 +292,186 @@ func runTrial(t *testing.T, seed uint64, maxDelay time.Duration, tr Trial, want 
 			}
 		}
 		c := tr.Start(t, logEnv+"="+logPath, runEnv+"="+strconv.Itoa(run))
-		out, wasKilled := waitRun(t, c, logPath, run, plan)
+		out, killedAt := waitRun(t, c, logPath, run, plan)
 
 		snap := tr.Scan(t)
 		for k, v := range prev {
 			require.Contains(t, snap, k, "run %d lost a checkpoint", run)
 			require.Equal(t, v, snap[k], "run %d changed the checkpoint %q", run, k)
 		}
-		for k := range snap {
-			seg := strings.TrimPrefix(k, Prefix)
-			if seg == "!h" || seg == "!d" {
-				continue
-			}
-			i, err := strconv.Atoi(seg)
-			require.NoError(t, err, "unexpected key %q", k)
-			require.True(t, i >= 0 && i < Branches, "unexpected key %q", k)
-			if _, ok := committedIn[i]; !ok {
-				committedIn[i] = run
-			}
-		}
+		s.add(t, run, snap, prev)
 		prev = snap
-		progress = append(progress, strconv.Itoa(len(committedIn)))
+		progress = append(progress, strconv.Itoa(len(s.committedIn)))
 
-		if !wasKilled {
+		if killedAt.IsZero() {
 			result = out
 			break
 		}
-		killed++
-		if n := len(committedIn); n > 0 && n < Branches {
-			midway++
+		killed.runs++
+		if n := len(s.committedIn); n > 0 && n < Branches {
+			killed.midway++
 		}
+		w := s.waiting(killedAt.UnixNano())
+		if w > 0 {
+			killed.inWait++
+		}
+		waiting = append(waiting, strconv.Itoa(w))
 	}
 
-	require.Equal(t, want, result, "the result after %d killed runs", killed)
-	require.Len(t, committedIn, Branches, "every branch is checkpointed")
-	require.Contains(t, prev, Prefix+"!h")
+	require.Equal(t, want, result, "the result after %d killed runs", killed.runs)
+	require.Len(t, s.committedIn, Branches, "every branch is checkpointed")
+	require.Contains(t, prev, Prefix+record.HeadSegment)
+	attempts := s.check(t, readLog(t, logPath), run, killed.runs)
+	t.Logf("%d runs, %d killed; branches checkpointed after each run: %s; waiting to retry at each kill: %s; %d attempts of %d branches, %d failures journaled",
+		run, killed.runs, strings.Join(progress, ", "), strings.Join(waiting, ", "), attempts, Branches, s.failures())
+	return killed
+}
 
-	ranIn := readLog(t, logPath) // branch -> the runs that ran it, in order
-	executions := 0
-	lost := map[int]int{} // run -> branches it ran whose checkpoint it did not leave
+// seen is what the parent found in the journal after each run of a trial.
+type seen struct {
+	committedIn map[int]int                    // branch -> the first run after which its checkpoint was in the journal
+	failed      map[int]map[int]*record.Record // branch -> attempt number -> its journaled failure
+	outcomes    map[[2]int]int                 // {branch, run} -> its outcomes (failures, success) first in the journal after run
+}
+
+func newSeen() *seen {
+	return &seen{committedIn: map[int]int{}, failed: map[int]map[int]*record.Record{}, outcomes: map[[2]int]int{}}
+}
+
+// add notes the entries of snap, the journal after run, that prev, the
+// journal before it, did not hold.
+func (s *seen) add(t *testing.T, run int, snap, prev map[string][]byte) {
+	for key, v := range snap {
+		if _, ok := prev[key]; ok {
+			continue
+		}
+		seg := strings.TrimPrefix(key, Prefix)
+		if seg == record.HeadSegment || seg == record.DecisionSegment {
+			continue
+		}
+		branch, attempt, isAttempt := strings.Cut(seg, "/"+record.AttemptSegment)
+		i, err := strconv.Atoi(branch)
+		require.True(t, err == nil && i >= 0 && i < Branches, "unexpected key %q", key)
+		rec, err := record.Decode(key, v)
+		require.NoError(t, err)
+		s.outcomes[[2]int{i, run}]++
+		if !isAttempt {
+			require.Equal(t, byte(record.KindSuccess), rec.Kind, "the checkpoint %q", key)
+			s.committedIn[i] = run
+			continue
+		}
+		n, err := strconv.Atoi(attempt)
+		require.True(t, err == nil && n >= 1, "unexpected key %q", key)
+		require.Equal(t, byte(record.KindAttempt), rec.Kind, "the record %q", key)
+		require.Equal(t, n, rec.Attempt, "the attempt number in %q", key)
+		if s.failed[i] == nil {
+			s.failed[i] = map[int]*record.Record{}
+		}
+		s.failed[i][n] = rec
+	}
+	// Failure n+1 is journaled only once failure n is: never a gap.
+	for i, recs := range s.failed {
+		for n := 1; n <= len(recs); n++ {
+			require.Contains(t, recs, n, "after run %d, branch %d's journaled failures are %v", run, i, slices.Sorted(maps.Keys(recs)))
+		}
+	}
+}
+
+// waiting counts the branches that, at the instant at, waited to retry: their
+// last failure journaled, the next attempt not due, no success journaled.
+func (s *seen) waiting(at int64) int {
+	n := 0
+	for i, recs := range s.failed {
+		last := recs[len(recs)]
+		if _, ok := s.committedIn[i]; !ok && last.Finished <= at && at < last.NextAt {
+			n++
+		}
+	}
+	return n
+}
+
+// failures counts the journaled failures.
+func (s *seen) failures() int {
+	n := 0
+	for _, recs := range s.failed {
+		n += len(recs)
+	}
+	return n
+}
+
+// wait is the wait Retry sets after failed attempt n.
+func wait(n int) time.Duration {
+	return time.Duration(float64(Retry.Backoff) * math.Pow(Retry.Multiplier, float64(n-1)))
+}
+
+// check compares ran, the attempt log, with what the journal held after each
+// of runs runs, killed of them killed, and returns the number of attempts.
+func (s *seen) check(t *testing.T, ran map[int][]attempt, runs, killed int) int {
+	attempts := 0
+	lost := map[int]int{} // run -> attempts it ran and did not journal
 	for i := range Branches {
-		runs := ranIn[i]
-		executions += len(runs)
-		k := committedIn[i]
-		for _, r := range runs {
-			if r != k {
-				lost[r]++
+		as := ran[i]
+		attempts += len(as)
+		k := s.committedIn[i]
+		require.NotEmpty(t, as, "branch %d never ran", i)
+		last := as[len(as)-1]
+		require.True(t, last.run == k && last.ok, "branch %d was checkpointed in run %d, but its last attempt is %+v", i, k, last)
+		inRun := map[int]int{} // run -> attempts of branch i
+		fails := 0
+		for n, a := range as {
+			// The worker fails a flaky branch's first attempts, as counted in the log.
+			require.Equal(t, !flaky(i) || n >= failures, a.ok, "branch %d's attempt %d in the log", i, n+1)
+			if n > 0 && as[n-1].ok {
+				require.Less(t, as[n-1].run, a.run, "branch %d ran again in run %d once it had succeeded", i, a.run)
 			}
+			if !a.ok {
+				fails++
+			}
+			inRun[a.run]++
 		}
-		require.Contains(t, runs, k, "branch %d was checkpointed in run %d, which did not run it", i, k)
-		for n, r := range runs {
-			require.LessOrEqual(t, r, k, "branch %d, checkpointed in run %d, ran again in run %d", i, k, r)
-			if n > 0 {
-				require.Less(t, runs[n-1], r, "branch %d ran twice in run %d", i, r)
+		for r := 1; r <= runs; r++ {
+			// Each outcome a run journaled is an attempt it logged; a kill
+			// may cut one attempt short before its outcome is journaled.
+			maxLost := 1
+			if r == runs {
+				maxLost = 0 // the completing run
+			}
+			journaled := s.outcomes[[2]int{i, r}]
+			l := inRun[r] - journaled
+			require.True(t, l >= 0 && l <= maxLost, "run %d of %d ran %d attempts of branch %d and journaled %d outcomes", r, runs, inRun[r], i, journaled)
+			lost[r] += l
+		}
+		require.LessOrEqual(t, len(as), Retry.MaxAttempts+killed, "branch %d ran %d attempts, with %d runs killed", i, len(as), killed)
+
+		failed := s.failed[i]
+		require.Less(t, len(failed), Retry.MaxAttempts, "branch %d succeeded after %d journaled failures", i, len(failed))
+		require.LessOrEqual(t, len(failed), fails, "branch %d has %d journaled failures, %d logged", i, len(failed), fails)
+		for n, rec := range failed {
+			require.Equal(t, wait(n), time.Duration(rec.NextAt-rec.Finished), "the wait after branch %d's failure %d", i, n)
+			for _, a := range as {
+				require.False(t, rec.Finished < a.at && a.at < rec.NextAt,
+					"branch %d's attempt in run %d began %v before the end of the wait after its failure %d", i, a.run, time.Duration(rec.NextAt-a.at), n)
 			}
 		}
 	}
-	// A worker claims its next branch only once the last one's checkpoint
-	// has returned, so a crash loses the work of at most one branch per worker.
+	// A worker claims its next branch only once the last one's outcome has
+	// been journaled, so a crash loses at most one attempt per worker.
 	for r, n := range lost {
-		require.LessOrEqual(t, n, Workers, "run %d lost the work of %d branches, more than its %d workers", r, n, Workers)
+		require.LessOrEqual(t, n, Workers, "run %d lost %d attempts, more than its %d workers", r, n, Workers)
 	}
-	t.Logf("%d runs, %d killed; branches checkpointed after each run: %s; %d executions of %d branches",
-		run, killed, strings.Join(progress, ", "), executions, Branches)
-	return midway
+	return attempts
 }
 
 // waitRun waits for the worker c, run number run, killing it as plan says,
-// and returns its result and whether it was killed.
-func waitRun(t *testing.T, c Child, logPath string, run int, plan killPlan) (result string, killed bool) {
+// and returns its result or, when it was killed, the instant the kill had
+// been sent by.
+func waitRun(t *testing.T, c Child, logPath string, run int, plan killPlan) (result string, killedAt time.Time) {
 	start := time.Now()
 	tick := time.NewTicker(200 * time.Microsecond)
 	defer tick.Stop()
 	timeout := time.NewTimer(time.Minute)
 	defer timeout.Stop()
-	sent := false
+	var sent time.Time
 wait:
 	for {
 		select {
@@ -298,7 +481,7 @@ wait:
 			c.Fatalf(t, "run %d did not end within a minute", run)
 		case <-tick.C:
 		}
-		if !plan.kill || sent {
+		if !plan.kill || !sent.IsZero() {
 			continue
 		}
 		due := plan.lines == 0 && time.Since(start) >= plan.delay ||
@@ -306,14 +489,14 @@ wait:
 		if due {
 			time.Sleep(plan.jitter)
 			c.Kill()
-			sent = true
+			sent = time.Now()
 		}
 	}
 	c.Settle(t)
-	if sent && c.WasKilled() {
-		return "", true
+	if !sent.IsZero() && c.WasKilled() {
+		return "", sent
 	}
-	return c.Result(t), false
+	return c.Result(t), time.Time{}
 }
 
 // linesOf counts the log lines of run. A log it cannot read has none yet; the
@@ -323,21 +506,33 @@ func linesOf(logPath string, run int) int {
 	if err != nil {
 		return 0
 	}
-	return bytes.Count(data, fmt.Appendf(nil, " run=%d\n", run))
+	return bytes.Count(data, fmt.Appendf(nil, " run=%d ", run))
 }
 
-// readLog returns, for each branch, the runs whose log says they ran it.
-func readLog(t *testing.T, logPath string) map[int][]int {
+// An attempt is a line of the attempt log: an attempt of a branch in run run,
+// begun at the instant at, which the worker made succeed or fail.
+type attempt struct {
+	run int
+	ok  bool
+	at  int64 // Unix nanoseconds
+}
+
+// readLog returns, for each branch, its attempts in the order they ran.
+func readLog(t *testing.T, logPath string) map[int][]attempt {
 	data, err := os.ReadFile(logPath)
 	require.NoError(t, err)
-	ranIn := map[int][]int{}
+	ran := map[int][]attempt{}
 	for line := range strings.Lines(string(data)) {
-		var i, run int
-		_, err := fmt.Sscanf(line, "ran %d run=%d\n", &i, &run)
+		var i int
+		var a attempt
+		var outcome string
+		_, err := fmt.Sscanf(line, "ran %d run=%d %s t=%d\n", &i, &a.run, &outcome, &a.at)
 		require.NoError(t, err, "log line %q", line)
-		ranIn[i] = append(ranIn[i], run)
+		require.Contains(t, []string{"ok", "fail"}, outcome, "log line %q", line)
+		a.ok = outcome == "ok"
+		ran[i] = append(ran[i], a)
 	}
-	return ranIn
+	return ran
 }
 
 // ScanPrefix returns every entry of j under prefix, with copies of the values.

@@ -45,7 +45,8 @@ func TestCrashChild(t *testing.T) {
 // TestCrashRecovery kills journaled executions at random moments, half of them
 // with group commit and half with a transaction per Put, and checks what
 // crashtest.Recovery checks. After each run it waits for the child's database
-// sessions to end before it lists the branch checkpoints in the journal.
+// sessions to end before it lists the branch checkpoints and failed attempts
+// in the journal.
 func TestCrashRecovery(t *testing.T) {
 	databaseURL(t)
 	groupCommit := func(n int) bool { return n%2 == 0 }

@@ -36,7 +36,7 @@ func TestCrashChild(t *testing.T) {
 
 // TestCrashRecovery kills journaled executions at random moments and checks
 // what crashtest.Recovery checks. Between runs it opens the journal itself,
-// with no child running, to list the branch checkpoints.
+// with no child running, to list the branch checkpoints and failed attempts.
 func TestCrashRecovery(t *testing.T) {
 	crashtest.Recovery(t, crashtest.Backend{
 		Trials:   15,

@@ -79,18 +79,22 @@ func TestLosersCauseIsErrBatchCompleted(t *testing.T) {
 				ctx = durable.WithJournal(ctx, journal.NewMemory(), "e")
 			}
 			causes := make(chan error, 2)
+			started := make(chan struct{}, 2)
 			loser := func(ctx context.Context) (int, error) {
+				started <- struct{}{}
 				<-ctx.Done()
 				causes <- context.Cause(ctx)
 				return 0, ctx.Err()
 			}
+			// The deciding branch waits for the loser to start: else the batch
+			// may decide before the loser is dispatched, and it never runs.
 			_, err := durable.Parallel(ctx, "p", []durable.Step[int]{
-				durable.NewStep("fail", func(context.Context) (int, error) { return 0, errors.New("x") }),
+				durable.NewStep("fail", func(context.Context) (int, error) { <-started; return 0, errors.New("x") }),
 				durable.NewStep("loser", loser),
 			})
 			require.Error(t, err)
 			_, err = durable.Race(ctx, "r", []durable.Step[int]{
-				durable.NewStep("win", func(context.Context) (int, error) { return 1, nil }),
+				durable.NewStep("win", func(context.Context) (int, error) { <-started; return 1, nil }),
 				durable.NewStep("loser", loser),
 			})
 			require.NoError(t, err)

@@ -278,8 +278,15 @@ func errorText(e *inspect.Error) string {
 	if e.Type != "" {
 		s = e.Type + ": " + s
 	}
-	if len(e.Sentinels) > 0 {
-		s += " (is " + strings.Join(e.Sentinels, ", ") + ")"
+	if len(e.Sentinels) > 0 { // each "type:message"
+		var is []string
+		for _, id := range e.Sentinels {
+			if _, msg, ok := strings.Cut(id, ":"); ok {
+				id = msg
+			}
+			is = append(is, strconv.Quote(id))
+		}
+		s += " (errors.Is: " + strings.Join(is, ", ") + ")"
 	}
 	return oneLine(s)
 }

@@ -91,6 +91,9 @@ refuses (exit status 2).
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if !cmd.Flags().Changed("older-than") {
+				return usagef("--older-than is required: delete executions last written more than how long ago? (e.g. 720h)")
+			}
 			if olderThan <= 0 {
 				return usagef("--older-than %v: want a positive duration, such as 720h", olderThan)
 			}
@@ -133,7 +136,6 @@ refuses (exit status 2).
 	cmd.Flags().DurationVar(&olderThan, "older-than", 0, "delete executions last written more than `DURATION` ago (e.g. 720h)")
 	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "list what would be deleted, delete nothing")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "delete without asking")
-	_ = cmd.MarkFlagRequired("older-than")
 	return cmd
 }
 

@@ -2,7 +2,10 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/durable-go/durable/journal/pgjournal"
 )
 
 // The JSON documents, as doc.go describes them. They are decoded with
@@ -396,4 +402,54 @@ func TestJSONSchemaDocumented(t *testing.T) {
 	}
 	help, _, _ := strings.Cut(r.stdout, "\nUsage:")
 	require.Equal(t, strings.TrimSpace(strings.Join(lines, "\n")), strings.TrimSpace(help))
+}
+
+// An SQLite file of the first release is migrated when it is opened, and
+// then listed and shown; a PostgreSQL schema is never migrated.
+func TestOlderSchema(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		b, err := os.ReadFile("../../journal/sqlitejournal/testdata/journal-v1.sqlite") // 17 entries of "order-7"
+		require.NoError(t, err)
+		path := filepath.Join(t.TempDir(), "v1.db")
+		require.NoError(t, os.WriteFile(path, b, 0o600))
+		f := &fixture{name: "sqlite-v1", flags: []string{"--journal", "sqlite:" + path}}
+
+		require.Regexp(t, `(?m)^\s+17\s.*\sorder-7$`, f.ok(t, "ls"))
+		require.Contains(t, f.ok(t, "show", "order-7"), "execution order-7")
+		var v int
+		require.NoError(t, openSQLite(t, path).QueryRow("PRAGMA user_version").Scan(&v))
+		require.Equal(t, 2, v)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := databaseURL(t)
+		schema := fmt.Sprintf("durable_cmd_test_%016x", rand.Uint64())
+		pgExec(t, url, "CREATE SCHEMA "+schema)
+		t.Cleanup(func() { pgExec(t, url, "DROP SCHEMA "+schema+" CASCADE") })
+		// Version 1: the table of entries alone, as the first release made it.
+		pgExec(t, url, "CREATE TABLE "+schema+".durable_journal (key bytea PRIMARY KEY, value bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())")
+		// A Journal writes to it as the first release did, without migrating.
+		j, err := pgjournal.Open(context.Background(), url, pgjournal.WithTable(schema+".durable_journal"))
+		require.NoError(t, err)
+		runNested(t, j)
+		require.NoError(t, j.Close())
+		f := &fixture{name: "postgres-v1", flags: []string{"--journal", url, "--table", schema + ".durable_journal"}}
+
+		require.Contains(t, f.ok(t, "show", nestedID), "execution "+nestedID)
+		for _, args := range [][]string{{"ls"}, {"rm", "--yes", nestedID}, {"gc", "--older-than", "1h", "--dry-run"}} {
+			msg := f.fail(t, 1, nil, args...)
+			require.Contains(t, msg, "schema predates version 2")
+			require.Contains(t, msg, "Migrate")
+		}
+		conn, err := pgx.Connect(context.Background(), url)
+		require.NoError(t, err)
+		defer conn.Close(context.Background())
+		var tables int
+		require.NoError(t, conn.QueryRow(context.Background(),
+			"SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", schema).Scan(&tables))
+		require.Equal(t, 1, tables, "durable migrated the schema")
+
+		f = &fixture{name: "postgres-none", flags: []string{"--journal", url, "--table", schema + ".nothing"}}
+		msg := f.fail(t, 1, nil, "show", nestedID)
+		require.Contains(t, msg, "table "+schema+".nothing does not exist")
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/durable-go/durable/journal"
@@ -75,6 +76,17 @@ func (a *app) open(ctx context.Context) (store, error) {
 		if err != nil {
 			return nil, explainVersion(err)
 		}
+		// A table that does not exist is no journal: say so now, not as a
+		// failed query later. The probe reads no row.
+		err = j.Scan(ctx, "\xff\xff\xff\xff", func(string, []byte) error { return nil })
+		if isUndefinedTable(err) {
+			_ = j.Close()
+			return nil, fmt.Errorf("no journal in that database: table %s does not exist (--table names it; the default is durable_journal)", a.table)
+		}
+		if err != nil {
+			_ = j.Close()
+			return nil, err
+		}
 		return j, nil
 	}
 	return nil, usagef("--journal %q: want sqlite:PATH or postgres://...", redact(spec))
@@ -89,6 +101,24 @@ func explainVersion(err error) error {
 			v.Store, v.Version, v.Known)
 	}
 	return err
+}
+
+// explainListing rewords the error of listing executions in a PostgreSQL
+// journal whose schema predates the table of executions.
+func explainListing(err error) error {
+	if isUndefinedTable(err) {
+		var pgErr *pgconn.PgError
+		errors.As(err, &pgErr)
+		return fmt.Errorf("the journal's schema predates version 2, whose table of executions ls, rm and gc read (%s); durable migrates nothing: run pgjournal's Migrate, as applications built with this release do", pgErr.Message)
+	}
+	return err
+}
+
+// isUndefinedTable reports a PostgreSQL error for a table that does not
+// exist.
+func isUndefinedTable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42P01"
 }
 
 // redact hides what follows a scheme's "//" up to the '@', where a password

@@ -112,13 +112,24 @@ type jsonExecution struct {
 
 // writeExecutionsJSON writes the executions as they come, so that a long
 // list is not held in memory.
+// Nothing is written before the first page has been read, so that an error
+// there leaves standard output empty.
 func writeExecutionsJSON(w io.Writer, all iter.Seq2[journal.Execution, error]) error {
-	if _, err := fmt.Fprintf(w, "{\n  \"version\": %d,\n  \"executions\": [", jsonVersion); err != nil {
+	opened := false
+	open := func() error {
+		if opened {
+			return nil
+		}
+		opened = true
+		_, err := fmt.Fprintf(w, "{\n  \"version\": %d,\n  \"executions\": [", jsonVersion)
 		return err
 	}
 	sep := "\n    "
 	for e, err := range all {
 		if err != nil {
+			return err
+		}
+		if err := open(); err != nil {
 			return err
 		}
 		b, err := json.Marshal(jsonExecution{
@@ -131,6 +142,9 @@ func writeExecutionsJSON(w io.Writer, all iter.Seq2[journal.Execution, error]) e
 			return err
 		}
 		sep = ",\n    "
+	}
+	if err := open(); err != nil {
+		return err
 	}
 	if sep != "\n    " {
 		sep = "\n  "

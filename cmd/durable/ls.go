@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"iter"
 	"time"
 
@@ -35,18 +36,38 @@ With --json it writes one JSON document (see "durable help json" or the README).
 			if asJSON {
 				return writeExecutionsJSON(a.stdout, executions(cmd.Context(), j))
 			}
-			fmt.Fprintf(a.stdout, "%8s  %-19s  %-19s  %s\n", "ENTRIES", "FIRST", "LAST", "EXECUTION")
+			t := table{w: a.stdout}
 			for e, err := range executions(cmd.Context(), j) {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(a.stdout, "%8d  %-19s  %-19s  %s\n", e.Entries, clock(e.First), clock(e.Last), displayID(e.ID))
+				t.row(e)
 			}
+			t.header() // an empty table: the header alone
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "write JSON")
 	return cmd
+}
+
+// table writes executions, one a line, under a header written with the
+// first, so that an error before it leaves standard output empty.
+type table struct {
+	w       io.Writer
+	written bool
+}
+
+func (t *table) header() {
+	if !t.written {
+		t.written = true
+		fmt.Fprintf(t.w, "%8s  %-19s  %-19s  %s\n", "ENTRIES", "FIRST", "LAST", "EXECUTION")
+	}
+}
+
+func (t *table) row(e journal.Execution) {
+	t.header()
+	fmt.Fprintf(t.w, "%8d  %-19s  %-19s  %s\n", e.Entries, clock(e.First), clock(e.Last), displayID(e.ID))
 }
 
 // executions yields every execution of the journal, a page at a time.
@@ -56,7 +77,7 @@ func executions(ctx context.Context, l journal.Lister) iter.Seq2[journal.Executi
 		for {
 			page, err := l.Executions(ctx, after, pageSize)
 			if err != nil {
-				yield(journal.Execution{}, err)
+				yield(journal.Execution{}, explainListing(err))
 				return
 			}
 			for _, e := range page {
@@ -88,7 +109,7 @@ func lookup(ctx context.Context, l journal.Lister, id string) (journal.Execution
 	for {
 		page, err := l.Executions(ctx, after, 16)
 		if err != nil {
-			return journal.Execution{}, false, err
+			return journal.Execution{}, false, explainListing(err)
 		}
 		for _, e := range page {
 			switch {

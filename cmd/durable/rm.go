@@ -142,6 +142,7 @@ refuses (exit status 2).
 // olderThan counts the executions last written before cut and their entries;
 // with list, it prints each, as ls does.
 func (a *app) olderThan(ctx context.Context, j store, cut time.Time, list bool) (n int, entries int64, err error) {
+	t := table{w: a.stdout}
 	for e, err := range executions(ctx, j) {
 		if err != nil {
 			return 0, 0, err
@@ -149,11 +150,8 @@ func (a *app) olderThan(ctx context.Context, j store, cut time.Time, list bool) 
 		if !e.Last.Before(cut) {
 			continue
 		}
-		if list && n == 0 {
-			fmt.Fprintf(a.stdout, "%8s  %-19s  %-19s  %s\n", "ENTRIES", "FIRST", "LAST", "EXECUTION")
-		}
 		if list {
-			fmt.Fprintf(a.stdout, "%8d  %-19s  %-19s  %s\n", e.Entries, clock(e.First), clock(e.Last), displayID(e.ID))
+			t.row(e)
 		}
 		n++
 		entries += e.Entries

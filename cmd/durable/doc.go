@@ -19,18 +19,24 @@
 // ("durable_journal" by default; "schema.table" works). A PostgreSQL URL may
 // carry any parameter pgx accepts (sslmode, search_path, ...).
 //
-// Neither backend has a read-only mode, and durable migrates nothing itself:
+// Neither backend has a read-only mode, so what durable does to a journal
+// when it opens one is what the backend's Open does:
 //
-//   - Opening an SQLite file migrates it when an older release wrote it, as
-//     sqlitejournal.Open does for every program built with this release: in
-//     one transaction, and processes still running the older release keep
-//     working with the migrated file. The file is put in WAL mode. A path
+//   - An SQLite file that an older release wrote is migrated, as
+//     sqlitejournal.Open migrates it for every program built with this
+//     release: in one transaction, and processes still running the older
+//     release keep working with the migrated file. The file is put in WAL
+//     mode. Reading needs no migration, but sqlitejournal offers no way to
+//     open without one, and a file that one of the application's own
+//     processes would migrate on its next start is no worse for it. A path
 //     where no file exists is an error: durable does not create one.
-//   - A PostgreSQL journal is never migrated, so durable needs no rights to
-//     create anything. show reads the table of entries and works at every
-//     schema version; ls, rm and gc read the table of executions, which
-//     schema version 2 adds: on an older schema they fail, saying to run
-//     Migrate (pgjournal.Journal.Migrate, which the application runs).
+//   - A PostgreSQL journal is never migrated (pgjournal.Open does not), so
+//     durable needs no rights to create anything. show reads the table of
+//     entries and works at every schema version; ls, rm and gc read the
+//     table of executions, which schema version 2 adds: on an older schema
+//     they fail, saying to run Migrate (pgjournal.Journal.Migrate, which the
+//     application runs). A table that does not exist is an error that says
+//     so.
 //   - A journal that a newer release has migrated (a schema version this
 //     binary does not know) is refused before anything is read or written,
 //     with both versions named: install a newer durable.
@@ -40,7 +46,8 @@
 // ls lists the executions, in the byte order of their stored IDs: entries,
 // first and last write (local time), and the ID as the program gave it
 // (unescaped). show prints an execution as an indented tree: each combinator
-// (kind, name, policy, start, decision and the branch that decided it), each
+// (kind, name, its branches counted by status, decision and the branch that
+// decided it, start, policy), each
 // branch (index, name, status, how long it ran, when it finished, failed
 // attempts, a preview of its value cut to 60 characters, or its error as
 // "type: message"), the steps run inside, nested; entries that do not decode

@@ -40,12 +40,11 @@ type store interface {
 // cannot be opened (a missing file, a server that does not answer, a schema
 // newer than this code) is an error.
 //
-// Neither backend has a read-only mode. Opening an SQLite file migrates it
-// when an older release wrote it (sqlitejournal.Open does, in one
-// transaction, and processes still running the older release keep working);
-// a file that does not exist is an error, not created. A PostgreSQL journal is
-// never migrated: show works on any schema version, ls, rm and gc need
-// version 2 and say so.
+// Neither backend has a read-only mode: opening an SQLite file migrates it
+// when an older release wrote it, as sqlitejournal.Open does; a file that
+// does not exist is an error, not created. A PostgreSQL journal is never
+// migrated: show works on any schema version, ls, rm and gc need version 2
+// and say so. See the package documentation.
 func (a *app) open(ctx context.Context) (store, error) {
 	spec := a.journal
 	switch {
@@ -109,7 +108,7 @@ func explainListing(err error) error {
 	if isUndefinedTable(err) {
 		var pgErr *pgconn.PgError
 		errors.As(err, &pgErr)
-		return fmt.Errorf("the journal's schema predates version 2, whose table of executions ls, rm and gc read (%s); durable migrates nothing: run pgjournal's Migrate, as applications built with this release do", pgErr.Message)
+		return fmt.Errorf("the journal's schema predates version 2, whose table of executions ls, rm and gc read (%s); durable does not migrate PostgreSQL: run pgjournal's Migrate, as applications built with this release do", pgErr.Message)
 	}
 	return err
 }

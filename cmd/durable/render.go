@@ -119,11 +119,8 @@ func (t *tree) label(n *inspect.Node) string {
 	switch n.Kind {
 	case inspect.NodeCombinator:
 		parts = append(parts, t.p.paint(bold, n.Combinator)+" "+t.p.paint(cyan, displayName(n.Name)))
-		if n.Policy != "" {
-			parts = append(parts, "policy "+n.Policy)
-		}
-		if at := t.at(n.Start); at != "" {
-			parts = append(parts, "start "+at)
+		if tally := tally(n); tally != "" {
+			parts = append(parts, tally)
 		}
 		if d := n.Decision; d != nil {
 			s := "decided " + d.Reason.String()
@@ -134,6 +131,12 @@ func (t *tree) label(n *inspect.Node) string {
 				s += " by " + displayName(d.Winner)
 			}
 			parts = append(parts, s)
+		}
+		if at := t.at(n.Start); at != "" {
+			parts = append(parts, "start "+at)
+		}
+		if n.Policy != "" {
+			parts = append(parts, "policy "+n.Policy)
 		}
 		return strings.Join(parts, "  ")
 	case inspect.NodeBranch:
@@ -164,6 +167,29 @@ func (t *tree) label(n *inspect.Node) string {
 		parts = append(parts, t.p.paint(red, errorText(n.Err)))
 	}
 	return strings.Join(parts, "  ")
+}
+
+// tally counts a combinator's branches by status: "40 branches: 36
+// succeeded, 4 failed".
+func tally(n *inspect.Node) string {
+	counts := map[durable.Status]int64{}
+	total := int64(0)
+	for _, ch := range n.Children {
+		if ch.Kind == inspect.NodeBranch {
+			counts[ch.Status]++
+			total++
+		}
+	}
+	if total == 0 {
+		return ""
+	}
+	var parts []string
+	for _, s := range []durable.Status{durable.StatusSucceeded, durable.StatusFailed, durable.StatusCancelled, durable.StatusNotStarted, 0} {
+		if counts[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[s], strings.ToLower(strings.ReplaceAll(statusText(s), "_", " "))))
+		}
+	}
+	return count(total, "branch", "branches") + ": " + strings.Join(parts, ", ")
 }
 
 // details writes a node's attempts and corrupt entries under its line.

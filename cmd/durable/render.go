@@ -249,30 +249,33 @@ func earliest(root *inspect.Node) time.Time {
 // human formats a duration to three significant digits: 840ns, 12.3µs,
 // 1.25ms, 4.5s, then 3m07s, 2h05m, 3d04h.
 func human(d time.Duration) string {
-	if d < 0 {
-		return "-" + human(-d)
-	}
 	switch {
+	case d < 0:
+		return "-" + human(-d)
+	case d == 0:
+		return "0s"
 	case d < time.Microsecond:
 		return strconv.FormatInt(int64(d), 10) + "ns"
-	case d < time.Millisecond:
-		return sig(float64(d)/1e3) + "µs"
-	case d < time.Second:
-		return sig(float64(d)/1e6) + "ms"
-	case d < time.Minute:
-		return sig(d.Seconds()) + "s"
-	case d < time.Hour:
-		d = d.Round(time.Second)
-		return fmt.Sprintf("%dm%02ds", int(d/time.Minute), int(d%time.Minute/time.Second))
-	case d < 24*time.Hour:
-		d = d.Round(time.Minute)
-		return fmt.Sprintf("%dh%02dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
 	}
-	d = d.Round(time.Hour)
-	return fmt.Sprintf("%dd%02dh", int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour))
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{time.Microsecond, "µs"}, {time.Millisecond, "ms"}, {time.Second, "s"}} {
+		if v := float64(d) / float64(u.unit); v < 999.5 && (u.unit != time.Second || v < 59.95) {
+			return sig(v) + u.name
+		}
+	}
+	if r := d.Round(time.Second); r < time.Hour {
+		return fmt.Sprintf("%dm%02ds", int(r/time.Minute), int(r%time.Minute/time.Second))
+	}
+	if r := d.Round(time.Minute); r < 24*time.Hour {
+		return fmt.Sprintf("%dh%02dm", int(r/time.Hour), int(r%time.Hour/time.Minute))
+	}
+	r := d.Round(time.Hour)
+	return fmt.Sprintf("%dd%02dh", int(r/(24*time.Hour)), int(r%(24*time.Hour)/time.Hour))
 }
 
-// sig formats v, in [1, 1000), to three significant digits, without
+// sig formats v, in [1, 999.5), to three significant digits, without
 // trailing zeros.
 func sig(v float64) string {
 	prec := 0

@@ -181,7 +181,8 @@
 //	'f' failure:  seq | item digest | finished | ran | error
 //	'd' decision: decided | reason (byte) | winner+1 | n | n status bytes |
 //	              failures (k, then k times: index | error)
-//	error:        type name | message | sentinels (m, then m strings)
+//	error:        type name | message | sentinels (m, then m strings; the
+//	              string "!permanent" among them marks a Permanent failure)
 //
 // The checksum covers the key (its length as a uvarint, then its bytes) and
 // every byte after the checksum, so a record changed in any bit, or read under

@@ -151,12 +151,20 @@ var (
 
 func sentinelID(err error) string { return fmt.Sprintf("%T:%s", err, err.Error()) }
 
+// permanentID, among the sentinels journaled with a failure, marks one that was
+// Permanent: a failed branch replayed from a decision is as permanent as it was
+// live. No sentinelID ("%T:message") starts with '!'.
+const permanentID = "!permanent"
+
 // journalError is err as journaled.
 func journalError(err error) record.Error {
 	e := record.Error{TypeName: typeName(err), Message: err.Error()}
 	var r *replayedError
 	if errors.As(err, &r) {
-		e.Sentinels = r.ids
+		e.Sentinels = slices.Clip(r.ids) // appended to below: never into r's
+	}
+	if permanent(err) && !slices.Contains(e.Sentinels, permanentID) {
+		e.Sentinels = append(e.Sentinels, permanentID)
 	}
 	sentinelsMu.RLock()
 	for _, s := range sentinelList {
@@ -180,6 +188,14 @@ type replayedError struct {
 // replayed is the failure journaled as e.
 func replayed(e record.Error) *replayedError {
 	return &replayedError{typeName: e.TypeName, msg: e.Message, ids: e.Sentinels}
+}
+
+// replayedFailure is the failure journaled as e, Permanent again if it was.
+func replayedFailure(e record.Error) error {
+	if slices.Contains(e.Sentinels, permanentID) {
+		return Permanent(replayed(e))
+	}
+	return replayed(e)
 }
 
 func (e *replayedError) Error() string    { return e.msg }

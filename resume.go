@@ -321,7 +321,7 @@ func (b *batch[T]) replay(ctx context.Context, dec *record.Record) error {
 	b.errs = nil
 	b.succeeded, b.failed = 0, 0
 	for _, f := range dec.Failures {
-		b.setErr(at(f.Index), replayed(f.Err))
+		b.setErr(at(f.Index), replayedFailure(f.Err))
 	}
 	// A branch whose Fn ran in this process (another worker's decision won
 	// the write) is not replayed, whatever the decision says of it.

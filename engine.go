@@ -220,6 +220,23 @@ func (b *batch[T]) run(parent context.Context) {
 		b.succeeded = b.n
 		b.decide(ReasonAllCompleted, -1)
 	}
+	if b.sc != nil && b.cfg.timeout > 0 {
+		// Undecided now, every branch has been counted but those restored as
+		// finished after the deadline (restore marks them running): this run
+		// may have come before the deadline, on a clock behind the one that
+		// stored them. To this run they run until the deadline: decide when
+		// it passes, as the run that stored them did, not with no reason at
+		// all. Under the lock: the deadline's AfterFunc may be deciding.
+		b.mu.Lock()
+		undecided := !b.decided
+		b.mu.Unlock()
+		if undecided {
+			<-b.done
+			b.mu.Lock()
+			b.checkDone()
+			b.unlock()
+		}
+	}
 	b.checkDone()
 }
 

@@ -1,0 +1,1279 @@
+package durable_test
+
+// Deterministic simulation, in the spirit of FoundationDB's: random programs
+// (simulation_gen_test.go) of nested combinators and Step.Runs run on the fake
+// clock of testing/synctest, crash-free and then cut at every journal write and at
+// the interesting instants, resumed until done, and checked against the promise
+// of DESIGN.md: a resumed execution returns what the crash-free run would have
+// returned, and nothing committed runs twice.
+//
+// # How a run is made faithful
+//
+// Every run of a program — the crash-free run, a cut one, a resume — is its own
+// synctest bubble, so each starts at the same fake instant: a resume follows its
+// crash with no downtime, and a journaled start time (WithTimeout) means the same
+// instants in every run. Leaves take distinct powers of two of simUnit, and so do
+// timeouts, so nothing the program waits for happens at the same instant as
+// anything else, and the crash-free run is deterministic (it is run twice; a
+// program whose two runs differ would be drawn again).
+//
+// Replayed work takes no time, which would let a resumed run see things in
+// another order than the crash-free run did, for reasons of timing alone. So the
+// crash-free run is the plan: in every later run, each call, branch and leaf
+// begins at the instant it began in the crash-free run, waiting if it comes
+// sooner (whatever its context says: the wait stands for the work replayed), a
+// leaf ends when it ended then, and a call returns when it returned then. Two
+// exceptions, so that journaled deadlines are tested: a combinator whose head was
+// journaled when the run began is called at once, and the call before it returns
+// at once; its branches keep to the plan. A branch that never began in the
+// crash-free run — dispatched sooner because restored siblings freed their slots
+// under a cap — waits until its context ends and returns that context's error,
+// as if it were still running (the simulation's choice of timing); only if the
+// run has come apart from the plan does it wait past everything planned and go
+// on, which is a deviation. A resumed run is then the crash-free run with some
+// work replayed: its results are compared with the crash-free run's, exactly,
+// except where the contract lets them differ (below).
+//
+// # Cuts
+//
+// A crash is a cut: every Put from the k-th on fails (k over every write of the
+// crash-free run); or the caller's context ends at instant t (just after some of
+// the instants at which something began or ended, or a deadline passed); or the
+// g-th Get fails, and every later Put with it — a Get failure ends the process,
+// or else a branch that turned the journal's error into its own failure could
+// carry it into a Settle's journaled decision, which the contract allows; or a
+// single write fails, of a top-level call's own — a step's outcome, a combinator's
+// head, a branch's outcome, a decision — whose failure that call alone sees, so
+// that later writes are stored (the outcomes of branches that ignored their
+// context) and a batch's journaled outcomes may have gaps. After a cut the
+// execution is resumed in a fresh scope (WithJournal, same journal, same
+// execution ID), cut again now and then, until a run without faults ends it.
+//
+// # What is checked
+//
+//   - No leaf function (a branch's, or a Step.Run's Fn) runs in a run that began
+//     with its key in the journal, none runs twice in one run, and no branch of a
+//     Settle, Race or Any runs in a run that began with its decision journaled.
+//   - In a run without faults, every function that returned a success or a
+//     Permanent failure has its outcome stored.
+//   - A combinator returns only once all its branch functions have returned, and
+//     a run leaves no goroutine running the engine's code or a branch (the stacks
+//     are compared; synctest.Test waits for the bubble, TestMain runs goleak).
+//   - A Settle, Race or Any that returned a result returns that same result in
+//     every run of the sequence that returns one (a journaled decision is final),
+//     and the Replayed flag of each item says whether its function ran.
+//   - The first result each Settle, Race and Any returned in the sequence, and the
+//     last run's results — of every call, nested ones included unless a branch
+//     around them returned with its context ended in either run — equal the
+//     crash-free run's; in the last run, nothing began or returned later than in
+//     the crash-free run, and nothing began that did not begin then, except a
+//     branch that waited for its context to end.
+//
+// # Allowed differences
+//
+// Each is accepted exactly where stated, and nowhere else.
+//
+//   - (a) DESIGN.md, "Checkpoints and replay": "a failure is not final: it runs
+//     again, unless it was wrapped with `Permanent`". Plain failures fail on every
+//     run, except a flaky leaf's, which fails only in the first run of a
+//     sequence. When a flaky leaf ran again in a later run and succeeded, its
+//     top-level call may differ.
+//   - (b) DESIGN.md: "a completed Settle, Race or Any is final: its decision ... is
+//     journaled", and "when a resumed run restores branches that finished before
+//     the crash, it counts them in their original completion order, so a policy
+//     reaches the same decision it would have reached then" — with engine.go's
+//     "Outcomes that are not journaled (plain failures, journal errors) are counted
+//     at once: no resumed run will see them." A decision that was not journaled,
+//     made by a run that began with some of the batch's branches journaled, counts
+//     the restored outcomes before the plain failures that the crash-free run
+//     counted among them have run again, so it may be reached sooner: its reason,
+//     its successes (values included) and its Permanent failures are the crash-free
+//     run's, and every failure it reports is one the crash-free run reported, but a
+//     branch that failed plainly, was Cancelled or was NotStarted in the crash-free
+//     run may be Cancelled or NotStarted instead. Only Settle shows statuses:
+//     Race's winner and Any's value and errors are compared exactly, and a nested
+//     Settle's result goes into its branch's value as its reason and successes.
+//   - (c) DESIGN.md: "a journaled success is returned without running Fn" — only a
+//     journaled one: a branch or step that was running when the process died, or
+//     whose checkpoint failed, runs again. Runs are counted only against the keys
+//     the journal held when a run began.
+//   - (d) DESIGN.md: "a combinator that returned an error is not final: the next
+//     run replays its journaled successes and re-runs the rest", and WithTimeout's
+//     "A branch that ignores its context and succeeds after the deadline is not
+//     counted by that call, but its checkpoint is stored; a later run of a
+//     combinator that returned an error restores it like any other success" (Go's:
+//     "a journaled success is the Future's value whatever became of the group"). A
+//     branch that returned an outcome the journal keeps after its context ended
+//     was not counted by the run that ran it; when a later run restored it and its
+//     combinator returned there what it did not in the crash-free run, its
+//     top-level call may differ. Not for a Settle's branch that finished after the
+//     Settle's own deadline: "Branch records carry when the branch finished, so
+//     that a resumed run counts only what finished before a journaled deadline"
+//     (DESIGN.md, "Records are checked").
+//   - A top-level call that (a) or (d) excuses and that ran late in some run made
+//     the later ones begin late: they may differ too. Top-level calls share no
+//     values, only the clock.
+//   - (e) DESIGN.md: a permanent failure is "journaled and replayed as the same
+//     failure (its message and type name survive; `errors.Is` against the original
+//     sentinel is not required)". Errors are compared by message and IsPermanent,
+//     and by the outermost *BranchError's name and index and errors.Is(ErrTimeout)
+//     only for a call's own error, never for what a journaled failure wraps.
+//   - Item.Replayed differs by design.
+//
+// # Size
+//
+// DURABLE_SIM_PROGRAMS=N runs N programs (default simPrograms, a fifth of them
+// with -short), seeds DURABLE_SIM_BASE+1 on (default 0). DURABLE_SIM_SEED=s runs
+// the program of seed s alone and logs it, with every cut. DURABLE_SIM_TIMECUTS=n
+// samples n cuts by time a program (default 8). A failure prints the seed, the
+// program, the runs of the failing cut and what differs.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/durable-go/durable"
+	"github.com/durable-go/durable/journal"
+)
+
+const (
+	simExecution = "sim"
+	simPrograms  = 500
+)
+
+var (
+	errSimCrash   = errors.New("sim: the process died")
+	errSimJournal = errors.New("sim: journal unavailable")
+)
+
+// simError is a leaf's own failure.
+type simError struct {
+	leaf  int
+	flaky bool
+}
+
+func (e simError) Error() string {
+	if e.flaky {
+		return "leaf#" + strconv.Itoa(e.leaf) + " failed (flaky)"
+	}
+	return "leaf#" + strconv.Itoa(e.leaf) + " failed"
+}
+
+// --- the journal ---
+
+// simFault is what goes wrong in one run.
+type simFault struct {
+	put int           // the run's Puts from the put-th on fail (1-based); 0: none
+	get int           // the run's get-th Get or Scan fails, and every Put after it; 0: none
+	at  time.Duration // the caller's context ends at this instant; 0: never
+	key string        // the Put of this key alone fails: a top-level call's own
+}
+
+func (f simFault) String() string {
+	switch {
+	case f.put > 0:
+		return "puts fail from #" + strconv.Itoa(f.put)
+	case f.get > 0:
+		return "get #" + strconv.Itoa(f.get) + " fails"
+	case f.at > 0:
+		return "context ends at " + simDur(f.at)
+	case f.key != "":
+		return "the put of " + f.key + " fails"
+	}
+	return "no fault"
+}
+
+// simJournal wraps the journal of one sequence of runs: it injects the run's
+// fault, counts the calls, and remembers every key stored.
+type simJournal struct {
+	inner journal.Journal
+
+	mu     sync.Mutex
+	fault  simFault
+	puts   int
+	gets   int
+	dead   bool // a Get failed: every later Put fails
+	stored map[string]bool
+}
+
+func newSimJournal(scan bool) *simJournal {
+	j := &simJournal{inner: journal.NewMemory(), stored: make(map[string]bool)}
+	if scan {
+		j.inner = newScanMemory()
+	}
+	return j
+}
+
+// arm sets the fault of the next run, and resets the counts.
+func (j *simJournal) arm(f simFault) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.fault, j.puts, j.gets, j.dead = f, 0, 0, false
+}
+
+func (j *simJournal) counts() (puts, gets int) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.puts, j.gets
+}
+
+func (j *simJournal) snapshot() map[string]bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return maps.Clone(j.stored)
+}
+
+func (j *simJournal) view() journal.Journal {
+	if s, ok := j.inner.(journal.Scanner); ok {
+		return simScanView{simView{j}, s}
+	}
+	return simView{j}
+}
+
+func (j *simJournal) getFails() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.gets++
+	if j.gets == j.fault.get {
+		j.dead = true
+		return true
+	}
+	return false
+}
+
+type simView struct{ j *simJournal }
+
+func (v simView) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	if v.j.getFails() {
+		return nil, false, errSimJournal
+	}
+	return v.j.inner.Get(ctx, key)
+}
+
+func (v simView) Put(ctx context.Context, key string, value []byte) ([]byte, error) {
+	j := v.j
+	j.mu.Lock()
+	j.puts++
+	fail := j.dead || j.fault.put > 0 && j.puts >= j.fault.put || key == j.fault.key
+	j.mu.Unlock()
+	if fail {
+		return nil, errSimJournal
+	}
+	stored, err := j.inner.Put(ctx, key, value)
+	if err == nil {
+		j.mu.Lock()
+		j.stored[key] = true
+		j.mu.Unlock()
+	}
+	return stored, err
+}
+
+type simScanView struct {
+	simView
+	s journal.Scanner
+}
+
+func (v simScanView) Scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
+	if v.j.getFails() {
+		return errSimJournal
+	}
+	return v.s.Scan(ctx, prefix, fn)
+}
+
+// --- results ---
+
+// simResult is what a call returned, in a form that compares across runs.
+type simResult struct {
+	Err     *simErr
+	Value   string
+	Reason  durable.Reason
+	Items   []simItem
+	Futures []simFuture
+}
+
+// simErr is an error as compared across runs: see (e) above.
+type simErr struct {
+	Msg     string
+	Perm    bool
+	Timeout bool   // the call's own ErrTimeout, outside any *BranchError
+	Branch  string // the outermost *BranchError, "name@index"
+}
+
+type simItem struct {
+	Status   durable.Status
+	Value    string
+	Err      *simErr
+	Replayed bool
+}
+
+type simFuture struct {
+	Value string
+	Err   *simErr
+}
+
+// simErrOf describes err; own: err is a call's own error, not a journaled one.
+func simErrOf(err error, own bool) *simErr {
+	if err == nil {
+		return nil
+	}
+	e := &simErr{Msg: err.Error(), Perm: durable.IsPermanent(err)}
+	if own {
+		e.Timeout = simOwnTimeout(err)
+		var be *durable.BranchError
+		if errors.As(err, &be) {
+			e.Branch = be.Name + "@" + strconv.Itoa(be.Index)
+		}
+	}
+	return e
+}
+
+// simOwnTimeout reports whether err is, or wraps outside any *BranchError,
+// ErrTimeout.
+func simOwnTimeout(err error) bool {
+	if err == nil {
+		return false
+	}
+	if _, ok := err.(*durable.BranchError); ok {
+		return false
+	}
+	if err == durable.ErrTimeout {
+		return true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() []error }:
+		return slices.ContainsFunc(u.Unwrap(), simOwnTimeout)
+	case interface{ Unwrap() error }:
+		return simOwnTimeout(u.Unwrap())
+	}
+	return false
+}
+
+func (e *simErr) String() string {
+	if e == nil {
+		return "<nil>"
+	}
+	s := strconv.Quote(e.Msg)
+	if e.Perm {
+		s += " permanent"
+	}
+	if e.Timeout {
+		s += " timeout"
+	}
+	if e.Branch != "" {
+		s += " branch=" + e.Branch
+	}
+	return s
+}
+
+func (r simResult) String() string {
+	var sb strings.Builder
+	if r.Err != nil {
+		sb.WriteString("error " + r.Err.String())
+	}
+	sb.WriteString(r.Value)
+	if r.Reason != 0 {
+		fmt.Fprintf(&sb, "%v", r.Reason)
+		for i, it := range r.Items {
+			fmt.Fprintf(&sb, "\n      %d %v", i, it.Status)
+			switch it.Status {
+			case durable.StatusSucceeded:
+				fmt.Fprintf(&sb, " %q", it.Value)
+			case durable.StatusFailed:
+				fmt.Fprintf(&sb, " %v", it.Err)
+			}
+			if it.Replayed {
+				sb.WriteString(" (replayed)")
+			}
+		}
+	}
+	for i, f := range r.Futures {
+		fmt.Fprintf(&sb, "\n      future %d: %q %v", i, f.Value, f.Err)
+	}
+	return sb.String()
+}
+
+func simErrEqual(a, b *simErr) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// simSame compares two results, without the Replayed flags.
+func simSame(a, b simResult) bool {
+	if !simErrEqual(a.Err, b.Err) || a.Value != b.Value || a.Reason != b.Reason ||
+		len(a.Items) != len(b.Items) || len(a.Futures) != len(b.Futures) {
+		return false
+	}
+	for i := range a.Items {
+		x, y := a.Items[i], b.Items[i]
+		if x.Status != y.Status || x.Value != y.Value || !simErrEqual(x.Err, y.Err) {
+			return false
+		}
+	}
+	for i := range a.Futures {
+		if a.Futures[i].Value != b.Futures[i].Value || !simErrEqual(a.Futures[i].Err, b.Futures[i].Err) {
+			return false
+		}
+	}
+	return true
+}
+
+// simSameDecision compares a Settle's result in the crash-free run, want, with
+// one decided by a run that restored some of its branches: allowed difference (b).
+func simSameDecision(want, got simResult) bool {
+	if want.Err != nil || got.Err != nil || want.Reason != got.Reason || len(want.Items) != len(got.Items) {
+		return false
+	}
+	for i := range want.Items {
+		w, g := want.Items[i], got.Items[i]
+		switch {
+		case w.Status == durable.StatusSucceeded || g.Status == durable.StatusSucceeded:
+			if w.Status != g.Status || w.Value != g.Value {
+				return false
+			}
+		case w.Status == durable.StatusFailed && w.Err.Perm, g.Status == durable.StatusFailed:
+			if w.Status != g.Status || !simErrEqual(w.Err, g.Err) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// --- a run ---
+
+// simRun is one run of a program: one process's attempt at the execution.
+type simRun struct {
+	p      *simProg
+	plan   *simRun         // the crash-free run, whose instants this run keeps; nil in the first
+	index  int             // the run's number in its sequence: flaky leaves fail in run 0
+	stored map[string]bool // the keys in the journal when the run began
+	after  map[string]bool // the keys in the journal when it ended
+	puts   int
+	gets   int
+	t0     time.Time
+
+	mu         sync.Mutex
+	begin      map[int]time.Duration // node id → instant it began
+	ended      map[int]time.Duration // call id → instant it returned
+	ran        map[int]int           // function (branch, or Step.Run's leaf) id → runs
+	results    map[int]simResult     // call id → result
+	active     map[int]int           // combinator id → its branch functions running
+	cancelled  map[int]bool          // branch id → returned with its context ended
+	late       []simLate             // returned a journaled outcome after its context ended
+	kept       []string              // keys of the functions that returned an outcome the journal keeps
+	healed     []*simLeaf            // flaky leaves that ran to their outcome in a run after the first
+	deviations []simNote
+	problems   []string
+}
+
+// simLate is a branch that returned an outcome the journal keeps after its
+// context ended, and when.
+type simLate struct {
+	b  *simBranch
+	at time.Duration
+}
+
+type simNote struct {
+	top  int
+	what string
+}
+
+func newSimRun(p *simProg, plan *simRun, index int, stored map[string]bool) *simRun {
+	return &simRun{
+		p: p, plan: plan, index: index, stored: stored,
+		begin: make(map[int]time.Duration), ended: make(map[int]time.Duration), ran: make(map[int]int), results: make(map[int]simResult),
+		active: make(map[int]int), cancelled: make(map[int]bool),
+	}
+}
+
+func (r *simRun) now() time.Duration { return time.Since(r.t0) }
+
+func (r *simRun) problem(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.problems = append(r.problems, fmt.Sprintf(format, args...))
+}
+
+func (r *simRun) deviate(top int, format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deviations = append(r.deviations, simNote{top, fmt.Sprintf(format, args...)})
+}
+
+// arrive is where node id begins: see "How a run is made faithful". The wait for
+// the planned instant ignores ctx: it stands for the work that was replayed.
+func (r *simRun) arrive(ctx context.Context, id, top int) error {
+	if r.plan != nil {
+		at, ok := r.plan.begin[id]
+		now := r.now()
+		switch {
+		case !ok:
+			timer := time.NewTimer(max(r.p.big-now, 1))
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return ctx.Err()
+			case <-timer.C:
+			}
+			r.deviate(top, "node #%d began, but never did in the crash-free run", id)
+		case now < at:
+			time.Sleep(at - now)
+		case now > at:
+			r.deviate(top, "node #%d began at %s, in the crash-free run at %s", id, simDur(now), simDur(at))
+		}
+	}
+	r.mu.Lock()
+	r.begin[id] = r.now()
+	r.mu.Unlock()
+	return nil
+}
+
+// enter counts a run of the function of node id — a branch, or a Step.Run's leaf
+// — whose outcome is journaled under key, in combinator batch (-1: none).
+func (r *simRun) enter(id int, key string, batch int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ran[id]++
+	if r.ran[id] > 1 {
+		r.problems = append(r.problems, fmt.Sprintf("node #%d (%s) ran twice", id, key))
+	}
+	if r.stored[key] {
+		r.problems = append(r.problems, fmt.Sprintf("node #%d ran, though %s was journaled when the run began", id, key))
+	}
+	if batch >= 0 {
+		r.active[batch]++
+	}
+}
+
+// leaf waits its time and returns its outcome.
+func (r *simRun) leaf(ctx context.Context, l *simLeaf) (string, error) {
+	if err := r.arrive(ctx, l.id, l.top); err != nil {
+		return "", err
+	}
+	r.mu.Lock()
+	end := r.begin[l.id] + l.d
+	r.mu.Unlock()
+	if l.stubborn {
+		time.Sleep(end - r.now())
+	} else if err := pause(ctx, end-r.now()); err != nil {
+		return "", err
+	}
+	switch l.out {
+	case simFail:
+		return "", simError{leaf: l.id}
+	case simPermanent:
+		return "", durable.Permanent(simError{leaf: l.id})
+	case simPanic:
+		panic(fmt.Sprintf("leaf#%d panics", l.id))
+	case simFlaky:
+		if r.index == 0 {
+			return "", simError{leaf: l.id, flaky: true}
+		}
+		r.mu.Lock()
+		r.healed = append(r.healed, l)
+		r.mu.Unlock()
+	}
+	return "L" + strconv.Itoa(l.id), nil
+}
+
+// call makes call c and records its result; it returns what a branch makes its
+// value of, or the call's error. early: see "How a run is made faithful".
+func (r *simRun) call(ctx context.Context, c *simCall, early bool) (string, error) {
+	if c.kind != simStep && r.stored[c.key+"/!h"] {
+		// A combinator whose head is journaled is called at once, without
+		// waiting for the planned instant: its deadline is the journaled one,
+		// and its branches keep to the plan.
+		r.mu.Lock()
+		r.begin[c.id] = r.now()
+		r.mu.Unlock()
+	} else if err := r.arrive(ctx, c.id, c.top); err != nil {
+		return "", err
+	}
+	var res simResult
+	var digest string
+	var err error
+	switch c.typ {
+	case simInt:
+		res, digest, err = simInvoke[int](r, ctx, c)
+	case simString:
+		res, digest, err = simInvoke[string](r, ctx, c)
+	case simStruct:
+		res, digest, err = simInvoke[simValue](r, ctx, c)
+	case simSlice:
+		res, digest, err = simInvoke[[]string](r, ctx, c)
+	}
+	if r.plan != nil {
+		// A call returns when it did in the crash-free run: what it replayed
+		// took the time it took then. But a call followed by a combinator
+		// whose head is journaled returns at once, so that the combinator is
+		// called sooner than it first was, and keeps its journaled deadline.
+		if at, ok := r.plan.ended[c.id]; ok {
+			if now := r.now(); now < at && !(early && err == nil) {
+				time.Sleep(at - now)
+			} else if now > at {
+				r.deviate(c.top, "call #%d returned at %s, in the crash-free run at %s", c.id, simDur(now), simDur(at))
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ended[c.id] = r.now()
+	r.results[c.id] = res
+	if n := r.active[c.id]; n != 0 {
+		r.problems = append(r.problems, fmt.Sprintf("%s #%d returned with %d branch functions running", c.kind, c.id, n))
+	}
+	return digest, err
+}
+
+// early reports whether calls[k] is followed by a combinator whose head was
+// journaled when the run began.
+func (r *simRun) early(calls []*simCall, k int) bool {
+	return k+1 < len(calls) && calls[k+1].kind != simStep && r.stored[calls[k+1].key+"/!h"]
+}
+
+// simMake makes a value of type T from s.
+func simMake[T any](s string) T {
+	var v any
+	switch any(*new(T)).(type) {
+	case int:
+		h := fnv.New32a()
+		h.Write([]byte(s))
+		v = int(h.Sum32())
+	case string:
+		v = s
+	case simValue:
+		v = simValue{S: s, N: len(s)}
+	case []string:
+		v = []string{s, strconv.Itoa(len(s))}
+	}
+	return v.(T)
+}
+
+// simBranchFn is the function of branch b of combinator c.
+func simBranchFn[T any](r *simRun, c *simCall, b *simBranch) func(context.Context) (T, error) {
+	return func(ctx context.Context) (v T, err error) {
+		r.enter(b.id, b.key, c.id)
+		normal := false
+		defer func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.active[c.id]--
+			if !normal {
+				return // a panic
+			}
+			if err == nil || durable.IsPermanent(err) {
+				r.kept = append(r.kept, b.key)
+			}
+			if ctx.Err() != nil {
+				r.cancelled[b.id] = true
+				// Allowed difference (d): an outcome that the journal keeps,
+				// returned after the batch stopped counting.
+				if err == nil || durable.IsPermanent(err) {
+					r.late = append(r.late, simLate{b, r.now()})
+				}
+			}
+		}()
+		v, err = simBranchBody[T](r, ctx, b)
+		normal = true
+		return v, err
+	}
+}
+
+func simBranchBody[T any](r *simRun, ctx context.Context, b *simBranch) (T, error) {
+	var zero T
+	if err := r.arrive(ctx, b.id, b.top); err != nil {
+		return zero, err
+	}
+	var parts []string
+	for k, c := range b.body {
+		d, err := r.call(ctx, c, r.early(b.body, k))
+		if err != nil {
+			return zero, fmt.Errorf("%s: %w", b.name, err)
+		}
+		parts = append(parts, d)
+	}
+	s, err := r.leaf(ctx, b.leaf)
+	if err != nil {
+		return zero, err
+	}
+	return simMake[T](b.name + "(" + strings.Join(append(parts, s), " ") + ")"), nil
+}
+
+func simValueResult(v any, err error) (simResult, string, error) {
+	if err != nil {
+		return simResult{Err: simErrOf(err, true)}, "", err
+	}
+	s := fmt.Sprint(v)
+	return simResult{Value: s}, s, nil
+}
+
+// simInvoke makes call c with values of type T.
+func simInvoke[T any](r *simRun, ctx context.Context, c *simCall) (simResult, string, error) {
+	if c.kind == simStep {
+		v, err := durable.NewStep(c.name, func(ctx context.Context) (T, error) {
+			r.enter(c.leaf.id, c.key, -1)
+			s, err := r.leaf(ctx, c.leaf)
+			if err == nil || durable.IsPermanent(err) {
+				r.mu.Lock()
+				r.kept = append(r.kept, c.key)
+				r.mu.Unlock()
+			}
+			if err != nil {
+				var zero T
+				return zero, err
+			}
+			return simMake[T](s), nil
+		}).Run(ctx)
+		return simValueResult(v, err)
+	}
+	var opts []durable.Option
+	if c.limit > 0 {
+		opts = append(opts, durable.WithMaxConcurrency(c.limit))
+	}
+	if c.timeout > 0 {
+		opts = append(opts, durable.WithTimeout(c.timeout))
+	}
+	if len(c.policy) > 0 {
+		var cs []durable.Completion
+		for _, p := range c.policy {
+			cs = append(cs, p.completion())
+		}
+		opts = append(opts, durable.WithCompletion(cs...))
+	}
+	fns := make([]func(context.Context) (T, error), len(c.branches))
+	steps := make([]durable.Step[T], len(c.branches))
+	for i, b := range c.branches {
+		fns[i] = simBranchFn[T](r, c, b)
+		steps[i] = durable.NewStep(b.name, fns[i])
+	}
+	switch c.kind {
+	case simParallel:
+		vs, err := durable.Parallel(ctx, c.name, steps, opts...)
+		return simValueResult(vs, err)
+	case simNamed:
+		m, err := durable.ParallelNamed(ctx, c.name, steps, opts...)
+		return simValueResult(m, err) // fmt prints maps sorted by key
+	case simFanOut, simFanKey:
+		items := make([]int, len(c.branches))
+		for i := range items {
+			items[i] = i
+		}
+		if c.kind == simFanKey {
+			opts = append(opts, durable.WithKey(func(i int) string { return c.branches[i].name }))
+		}
+		vs, err := durable.FanOut(ctx, c.name, items, func(ctx context.Context, i int) (T, error) { return fns[i](ctx) }, opts...)
+		return simValueResult(vs, err)
+	case simRace:
+		v, err := durable.Race(ctx, c.name, steps, opts...)
+		return simValueResult(v, err)
+	case simAny:
+		v, err := durable.Any(ctx, c.name, steps, opts...)
+		return simValueResult(v, err)
+	case simSettle:
+		br, err := durable.Settle(ctx, c.name, steps, opts...)
+		if err != nil {
+			return simResult{Err: simErrOf(err, true)}, "", err
+		}
+		res := simResult{Reason: br.Reason}
+		// What a branch makes of a nested Settle: its reason and its successes,
+		// which allowed difference (b) leaves as they were.
+		digest := br.Reason.String()
+		r.mu.Lock()
+		for i, it := range br.Items {
+			item := simItem{Status: it.Status, Replayed: it.Replayed}
+			switch it.Status {
+			case durable.StatusSucceeded:
+				item.Value = fmt.Sprint(it.Value)
+				digest += " " + strconv.Itoa(i) + "=" + item.Value
+			case durable.StatusFailed:
+				item.Err = simErrOf(it.Err, false)
+			}
+			if it.Status == durable.StatusSucceeded || it.Status == durable.StatusFailed {
+				if ran := r.ran[c.branches[i].id] > 0; it.Replayed == ran {
+					r.problems = append(r.problems, fmt.Sprintf("Settle #%d item %d: Replayed=%v, but its function ran=%v", c.id, i, it.Replayed, ran))
+				}
+			}
+			res.Items = append(res.Items, item)
+		}
+		r.mu.Unlock()
+		return res, digest, nil
+	case simGroup:
+		g := durable.NewGroup(ctx, c.name, opts...)
+		futs := make([]*durable.Future[T], len(c.branches))
+		for i, b := range c.branches {
+			futs[i] = durable.Go(g, b.name, fns[i])
+		}
+		werr := g.Wait()
+		res := simResult{Err: simErrOf(werr, true)}
+		var values []string
+		for _, f := range futs {
+			v, err := f.Get()
+			sf := simFuture{Err: simErrOf(err, true)}
+			if err == nil {
+				sf.Value = fmt.Sprint(v)
+				values = append(values, sf.Value)
+			}
+			res.Futures = append(res.Futures, sf)
+		}
+		return res, strings.Join(values, " "), werr
+	}
+	panic("unreachable")
+}
+
+// --- a program, crash-free and cut ---
+
+// simCase is one program and its crash-free run.
+type simCase struct {
+	p        *simProg
+	cf       *simRun // the crash-free run: the plan of every later run
+	instants []time.Duration
+	log      []string          // what the last sequence did, for a failure's report
+	foreign  map[string]string // goroutines of other tests, by simGoroutines
+}
+
+// run runs the program once against j, in a bubble of its own.
+func (s *simCase) run(t *testing.T, j *simJournal, plan *simRun, index int, f simFault) (r *simRun) {
+	r = newSimRun(s.p, plan, index, j.snapshot())
+	j.arm(f)
+	defer func() {
+		// A bubble whose goroutines are all blocked for good panics here.
+		if v := recover(); v != nil {
+			r.problem("%v", v)
+		}
+		r.puts, r.gets = j.counts()
+		r.after = j.snapshot()
+		j.arm(simFault{})
+	}()
+	synctest.Test(t, func(t *testing.T) {
+		r.t0 = time.Now()
+		ctx, cancel := context.WithCancelCause(context.Background())
+		var timer *time.Timer
+		if f.at > 0 {
+			timer = time.AfterFunc(f.at, func() { cancel(errSimCrash) })
+		}
+		jctx := durable.WithJournal(ctx, j.view(), simExecution)
+		for k, c := range s.p.calls {
+			_, _ = r.call(jctx, c, r.early(s.p.calls, k))
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		cancel(nil)
+		synctest.Wait()
+		for id, stack := range simGoroutines() {
+			if _, ok := s.foreign[id]; !ok {
+				r.problem("a goroutine is left when the program returned:\n%s", stack)
+			}
+		}
+	})
+	return r
+}
+
+// simGoroutines returns the stacks, by goroutine header ("goroutine 7 [...]"
+// without its state), of the goroutines other than the caller that run the
+// engine's code or a branch function.
+func simGoroutines() map[string]string {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	gs := map[string]string{}
+	for i, g := range strings.Split(string(buf), "\n\n") {
+		if i > 0 && (strings.Contains(g, "\ngithub.com/durable-go/durable.") || strings.Contains(g, "durable_test.simBranch")) {
+			id, _, _ := strings.Cut(g, " [")
+			gs[id] = g
+		}
+	}
+	return gs
+}
+
+// prepare runs the program crash-free twice, and reports whether the two runs
+// agree, instant by instant.
+func (s *simCase) prepare(t *testing.T) (ok bool, why string) {
+	s.cf = s.run(t, newSimJournal(s.p.scan), nil, 0, simFault{})
+	for _, key := range s.cf.kept {
+		if !s.cf.after[key] {
+			s.cf.problems = append(s.cf.problems, key+" returned an outcome the journal keeps, but it was not stored")
+		}
+	}
+	if len(s.cf.problems) == 0 { // else reported by the caller
+		again := s.run(t, newSimJournal(s.p.scan), s.cf, 0, simFault{})
+		switch {
+		case len(again.deviations) > 0:
+			return false, again.deviations[0].what
+		case !maps.Equal(s.cf.begin, again.begin), !maps.Equal(s.cf.ended, again.ended):
+			return false, "instants differ"
+		case !maps.EqualFunc(s.cf.results, again.results, func(a, b simResult) bool { return simSame(a, b) }):
+			return false, "results differ"
+		}
+	}
+	set := map[time.Duration]bool{}
+	for id, at := range s.cf.begin {
+		set[at] = true
+		if l := s.p.leaves[id]; l != nil {
+			set[at+l.d] = true
+		}
+		if c := s.p.callsBy[id]; c != nil && c.timeout > 0 {
+			set[at+c.timeout] = true
+		}
+	}
+	for _, at := range s.cf.ended {
+		set[at] = true
+	}
+	s.instants = slices.Sorted(maps.Keys(set))
+	return true, ""
+}
+
+// sequence runs the program from cut first until a run without faults, and returns
+// what its checks found.
+func (s *simCase) sequence(t *testing.T, rng *rand.Rand, first simFault) ([]string, int) {
+	j := newSimJournal(s.p.scan)
+	var runs []*simRun
+	s.log = s.log[:0]
+	for f := first; ; {
+		r := s.run(t, j, s.cf, len(runs), f)
+		runs = append(runs, r)
+		s.log = append(s.log, fmt.Sprintf("run %d: %v (%d puts, %d gets)", len(runs)-1, f, r.puts, r.gets))
+		if f == (simFault{}) {
+			break
+		}
+		f = simFault{}
+		if len(runs) < 3 {
+			switch rng.IntN(8) {
+			case 0, 1:
+				f.put = 1 + rng.IntN(max(1, s.cf.puts))
+			case 2:
+				f.at = s.instants[rng.IntN(len(s.instants))] + simUnit/2
+			case 3:
+				f.get = 1 + rng.IntN(max(1, s.cf.gets))
+			}
+		}
+	}
+	return s.check(runs), len(runs)
+}
+
+// cuts are the first faults of the program's cut sequences: every Put cut,
+// timeCuts cuts by time, a Get, each top-level decision's write, and two other
+// writes of top-level calls.
+func (s *simCase) cuts(rng *rand.Rand, timeCuts int) []simFault {
+	var cuts []simFault
+	for k := 1; k <= s.cf.puts; k++ {
+		cuts = append(cuts, simFault{put: k})
+	}
+	for _, i := range rng.Perm(len(s.instants))[:min(timeCuts, len(s.instants))] {
+		cuts = append(cuts, simFault{at: s.instants[i] + simUnit/2})
+	}
+	if s.cf.gets > 0 {
+		cuts = append(cuts, simFault{get: 1 + rng.IntN(s.cf.gets)})
+	}
+	var keys []string
+	for _, c := range s.p.calls {
+		if c.kind.final() {
+			cuts = append(cuts, simFault{key: c.key + "/!d"})
+		}
+		if c.kind == simStep {
+			keys = append(keys, c.key)
+			continue
+		}
+		keys = append(keys, c.key+"/!h")
+		for _, b := range c.branches {
+			keys = append(keys, b.key)
+		}
+	}
+	for _, i := range rng.Perm(len(keys))[:min(2, len(keys))] {
+		cuts = append(cuts, simFault{key: keys[i]})
+	}
+	return cuts
+}
+
+// check compares a sequence of runs with the crash-free run.
+func (s *simCase) check(runs []*simRun) []string {
+	var out []string
+	for i, r := range runs {
+		for _, p := range r.problems {
+			out = append(out, fmt.Sprintf("run %d: %s", i, p))
+		}
+	}
+	last := runs[len(runs)-1]
+	// DESIGN.md: "a completed Settle, Race or Any is final: ... a later run
+	// returns the same result ... without running anything."
+	for i, r := range runs {
+		for _, id := range slices.Sorted(maps.Keys(s.p.callsBy)) {
+			c := s.p.callsBy[id]
+			if !c.kind.final() || !r.stored[c.key+"/!d"] {
+				continue
+			}
+			for _, b := range c.branches {
+				if r.ran[b.id] > 0 {
+					out = append(out, fmt.Sprintf("run %d: branch #%d of %s #%d ran, though its decision was journaled", i, b.id, c.kind, c.id))
+				}
+			}
+		}
+	}
+	// DESIGN.md: "A branch's success is journaled when it finishes", and a
+	// Permanent failure "is journaled and replayed": in a run without faults,
+	// every such outcome is stored.
+	for _, key := range last.kept {
+		if !last.after[key] {
+			out = append(out, fmt.Sprintf("last run: %s returned an outcome the journal keeps, but it was not stored", key))
+		}
+	}
+
+	// cut reports whether call c ran inside a branch that returned with its
+	// context ended, in run r: what it returned then counts for nothing.
+	cut := func(r *simRun, c *simCall) bool {
+		for b := c.parent; b != nil; b = b.parent.parent {
+			if r.cancelled[b.id] {
+				return true
+			}
+		}
+		return false
+	}
+
+	// Allowed differences (a) and (d) excuse the top-level call where they
+	// happened; and the ones after it, if that call ran late in some run, which
+	// made the next ones begin late: top-level calls share no values, only the
+	// clock.
+	excused := map[int]bool{}
+	for i, r := range runs {
+		for _, l := range r.healed {
+			if !excused[l.top] {
+				excused[l.top] = true
+				s.log = append(s.log, fmt.Sprintf("(a): flaky leaf#%d succeeded in run %d", l.id, i))
+			}
+		}
+	}
+	// (d) needs a late branch stored by one run, restored by a later one, and its
+	// combinator returning there what the crash-free run did not, for another
+	// reason than that run's own fault. Not a Settle's branch that finished
+	// after the Settle's own deadline: DESIGN.md, "Records are checked": "Branch
+	// records carry when the branch finished, so that a resumed run counts only
+	// what finished before a journaled deadline" (the head's start is the
+	// crash-free run's: heads are written at planned instants).
+	var late []simLate
+	for i, r := range runs {
+		for _, l := range late {
+			c := l.b.parent
+			res, ok := r.results[c.id]
+			if c.kind == simSettle && c.timeout > 0 && l.at > s.cf.begin[c.id]+c.timeout {
+				continue
+			}
+			// Not filtered by cut: what a call returned may be why its branch
+			// went on until it was cancelled.
+			if r.stored[l.b.key] && ok && !excused[c.top] && !simFaulty(res) && s.compare(c, r, res) != "" {
+				excused[c.top] = true
+				s.log = append(s.log, fmt.Sprintf("(d): branch #%d, stored after its context ended, restored in run %d", l.b.id, i))
+			}
+		}
+		late = append(late, r.late...)
+	}
+	for top := range s.p.calls {
+		if !excused[top] {
+			continue
+		}
+		for _, r := range runs {
+			for _, d := range r.deviations {
+				if d.top == top {
+					for k := top + 1; k < len(s.p.calls); k++ {
+						excused[k] = true
+					}
+				}
+			}
+		}
+	}
+	// decided is, for each Settle, Race and Any, the first result it returned in
+	// the sequence: the decision the journal holds.
+	decided := map[int]simResult{}
+	for _, id := range slices.Sorted(maps.Keys(s.p.callsBy)) {
+		c := s.p.callsBy[id]
+		if !c.kind.final() {
+			continue
+		}
+		first := -1
+		for i, r := range runs {
+			res, ok := r.results[id]
+			if !ok || res.Err != nil {
+				continue
+			}
+			if first < 0 {
+				first = i
+				decided[id] = res
+				continue
+			}
+			if !simSame(decided[id], res) {
+				out = append(out, fmt.Sprintf("%s #%d: the decision of run %d changed in run %d:\n    %v\n  then\n    %v",
+					c.kind, id, first, i, decided[id], res))
+			}
+		}
+		if first < 0 || excused[c.top] || cut(runs[first], c) || cut(s.cf, c) {
+			continue
+		}
+		if d := s.compare(c, runs[first], decided[id]); d != "" {
+			out = append(out, fmt.Sprintf("%s #%d decided in run %d %s", c.kind, id, first, d))
+		}
+	}
+
+	for _, id := range slices.Sorted(maps.Keys(last.results)) {
+		c := s.p.callsBy[id]
+		if excused[c.top] || cut(last, c) || cut(s.cf, c) {
+			continue
+		}
+		res := last.results[id]
+		if c.kind.final() && res.Err == nil {
+			continue // checked above
+		}
+		if d := s.compare(c, last, res); d != "" {
+			out = append(out, fmt.Sprintf("%s #%d in the last run %s", c.kind, id, d))
+		}
+	}
+	for _, d := range last.deviations {
+		if !excused[d.top] {
+			out = append(out, "last run: "+d.what)
+		}
+	}
+	return out
+}
+
+// simFaulty reports whether res shows the fault of its run.
+func simFaulty(res simResult) bool {
+	s := res.String()
+	return strings.Contains(s, errSimJournal.Error()) || strings.Contains(s, errSimCrash.Error())
+}
+
+// compare compares call c's result got, from run r, with the crash-free run's, and
+// says how they differ.
+func (s *simCase) compare(c *simCall, r *simRun, got simResult) string {
+	want, ok := s.cf.results[c.id]
+	switch {
+	case !ok:
+		return fmt.Sprintf("returned, but not in the crash-free run:\n    %v", got)
+	case simSame(want, got):
+		return ""
+	case c.kind == simSettle && got.Err == nil && s.restored(c, r) && simSameDecision(want, got):
+		return "" // allowed difference (b)
+	}
+	return fmt.Sprintf("differs from the crash-free run:\n    want %v\n    got  %v", want, got)
+}
+
+// restored reports whether run r began with some branch of c in the journal.
+func (s *simCase) restored(c *simCall, r *simRun) bool {
+	for _, b := range c.branches {
+		if r.stored[b.key] {
+			return true
+		}
+	}
+	return false
+}
+
+// --- the test ---
+
+func simEnv(name string, def int) int {
+	if v := os.Getenv(name); v != "" {
+		n, err := strconv.Atoi(v)
+		if err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func TestSimulation(t *testing.T) {
+	programs := simPrograms
+	if testing.Short() {
+		programs /= 5
+	}
+	programs = simEnv("DURABLE_SIM_PROGRAMS", programs)
+	base := simEnv("DURABLE_SIM_BASE", 0)
+	timeCuts := simEnv("DURABLE_SIM_TIMECUTS", 8)
+	seeds := make([]uint64, programs)
+	for i := range seeds {
+		seeds[i] = uint64(base + 1 + i)
+	}
+	one := os.Getenv("DURABLE_SIM_SEED") != ""
+	if one {
+		seeds = []uint64{uint64(simEnv("DURABLE_SIM_SEED", 0))}
+	}
+	var stats struct{ programs, redrawn, skipped, sequences, runs, flaky, late, failed int }
+	start := time.Now()
+	// Goroutines that other tests left running engine code, still there when
+	// this one began: not this test's leaks. No other test runs meanwhile.
+	foreign := simGoroutines()
+	for _, seed := range seeds {
+		s := &simCase{foreign: foreign}
+		ok := false
+		for try := 0; try < 4 && !ok; try++ {
+			s.p = genSimProg(seed, try)
+			var why string
+			if ok, why = s.prepare(t); !ok {
+				stats.redrawn++
+				if one {
+					t.Logf("seed %d try %d: the crash-free run is not deterministic (%s):\n%v", seed, try, why, s.p)
+				}
+			}
+		}
+		if !ok {
+			stats.skipped++
+			continue
+		}
+		stats.programs++
+		if len(s.cf.problems) > 0 {
+			stats.failed++
+			t.Errorf("seed %d (DURABLE_SIM_SEED=%d): the crash-free run:\n%v%s", seed, seed, s.p, strings.Join(s.cf.problems, "\n"))
+			continue
+		}
+		if one {
+			t.Logf("%v", s.p)
+			for _, id := range slices.Sorted(maps.Keys(s.cf.results)) {
+				t.Logf("crash-free #%d: %v", id, s.cf.results[id])
+			}
+		}
+		rng := rand.New(rand.NewPCG(seed, 0xc075))
+		cuts := s.cuts(rng, timeCuts)
+		for _, cut := range cuts {
+			problems, runs := s.sequence(t, rng, cut)
+			stats.sequences++
+			stats.runs += runs
+			if slices.ContainsFunc(s.log, func(l string) bool { return strings.HasPrefix(l, "(a)") }) {
+				stats.flaky++
+			}
+			if slices.ContainsFunc(s.log, func(l string) bool { return strings.HasPrefix(l, "(d)") }) {
+				stats.late++
+			}
+			if one {
+				t.Logf("cut %v: %s", cut, strings.Join(s.log, "; "))
+			}
+			if len(problems) > 0 {
+				stats.failed++
+				t.Errorf("seed %d (DURABLE_SIM_SEED=%d): %d problems after cut %v\n%v%s\n%s",
+					seed, seed, len(problems), cut, s.p, strings.Join(s.log, "\n"), strings.Join(problems, "\n"))
+				break // one report a program
+			}
+		}
+		if stats.failed >= 10 {
+			t.Fatal("stopping after 10 failing programs")
+		}
+	}
+	t.Logf("%d programs (%d drawn again, %d skipped as not deterministic), %d cut sequences, %d runs; "+
+		"allowed difference (a) in %d sequences, (d) in %d; %v",
+		stats.programs, stats.redrawn, stats.skipped, stats.sequences, stats.runs, stats.flaky, stats.late, time.Since(start).Round(time.Millisecond))
+}

@@ -84,6 +84,7 @@ type Entry struct {
 type Error struct {
 	Type      string
 	Message   string
+	Permanent bool     // it was marked with durable.Permanent
 	Sentinels []string // the registered sentinel errors it matched
 }
 
@@ -133,6 +134,7 @@ func decode(key, prefix string, value []byte) Entry {
 		e.Codec, e.Value = r.Codec, r.Value
 	case record.KindFailure:
 		e.Kind, e.Err = KindFailure, errorOf(r.Err)
+		e.Err.Permanent = true // a failure record is one
 	case record.KindAttempt:
 		e.Kind, e.Err, e.Attempt = KindAttempt, errorOf(r.Err), r.Attempt
 		e.NextAt = time.Unix(0, r.NextAt)
@@ -156,8 +158,20 @@ func decode(key, prefix string, value []byte) Entry {
 }
 
 func errorOf(e record.Error) *Error {
-	return &Error{Type: e.TypeName, Message: e.Message, Sentinels: e.Sentinels}
+	out := &Error{Type: e.TypeName, Message: e.Message}
+	for _, s := range e.Sentinels {
+		if s == permanentMark {
+			out.Permanent = true
+		} else {
+			out.Sentinels = append(out.Sentinels, s)
+		}
+	}
+	return out
 }
+
+// permanentMark, among a journaled error's sentinels, marks a Permanent one
+// (see the durable package's record format).
+const permanentMark = "!permanent"
 
 // NodeKind is what a [Node] of the tree is.
 type NodeKind string

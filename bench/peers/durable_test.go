@@ -29,11 +29,18 @@ func durableRun(open func(context.Context, childConfig) (journalCloser, error)) 
 		for i := range items {
 			items[i] = i
 		}
+		stop, err := profileCall()
+		if err != nil {
+			return childReport{}, err
+		}
 		ready := time.Now()
 		res, err := durable.FanOut(durable.WithJournal(ctx, j, c.id), "steps", items,
 			func(_ context.Context, i int) (Result, error) { return runStep(i) },
 			durable.WithMaxConcurrency(c.cap))
 		done := time.Now()
+		if err := stop(); err != nil {
+			return childReport{}, err
+		}
 		if err != nil {
 			return childReport{}, err
 		}

@@ -31,6 +31,7 @@ var (
 	flagSystems = flag.String("peers.systems", "", "comma-separated systems (durable-pg, dbos, durable-sqlite, go-workflows); empty: all")
 	flagMeasure = flag.String("peers.measure", "fresh,rerun,crash", "comma-separated measurements: fresh, rerun, crash")
 	flagLock    = flag.Duration("peers.gwlock", 10*time.Second, "go-workflows' workflow and activity lock timeouts")
+	flagCPU     = flag.String("peers.cpuprofile", "", "directory where durable's fresh runs and reruns write a CPU profile of their call")
 )
 
 // A system is one contender: how a child runs the workload, and how the
@@ -181,6 +182,12 @@ type childRun struct {
 // logPath unless it is "" and, unless killAt is 0, SIGKILL once the log has
 // killAt lines.
 func (tr *trial) runChild(mode, logPath string, killAt int) (childRun, error) {
+	return tr.runChildProfiled(mode, logPath, killAt, "")
+}
+
+// runChildProfiled is runChild, with the child's call profiled to the file
+// cpu unless it is "".
+func (tr *trial) runChildProfiled(mode, logPath string, killAt int, cpu string) (childRun, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return childRun{}, err
@@ -203,6 +210,7 @@ func (tr *trial) runChild(mode, logPath string, killAt int) (childRun, error) {
 		envKillAt+"="+killStr,
 		envLock+"="+tr.lock.String(),
 		"TEST_DATABASE_URL="+tr.url,
+		envCPU+"="+cpu,
 	)
 	dieWithParent(cmd)
 	var stdout, stderr bytes.Buffer
@@ -469,7 +477,7 @@ func TestPeers(t *testing.T) {
 func freshAndRerun(t *testing.T, s system, n, round int, url string, rerun bool, into *samples) {
 	tr, cleanup := newTrial(t, s, n, *flagCap, url)
 	defer cleanup()
-	f, err := tr.runChild(modeFresh, "", 0)
+	f, err := tr.runChildProfiled(modeFresh, "", 0, profilePath(s, modeFresh, n, round))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,7 +487,7 @@ func freshAndRerun(t *testing.T, s system, n, round int, url string, rerun bool,
 	if !rerun {
 		return
 	}
-	r, err := tr.runChild(modeRerun, "", 0)
+	r, err := tr.runChildProfiled(modeRerun, "", 0, profilePath(s, modeRerun, n, round))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,6 +497,15 @@ func freshAndRerun(t *testing.T, s system, n, round int, url string, rerun bool,
 	into.rerun = append(into.rerun, r)
 	t.Logf("n=%d round %d %-14s rerun  %s (setup %s, process %s)",
 		n, round+1, s.name, fmtDuration(time.Duration(r.report.CallNS)), fmtDuration(time.Duration(r.report.SetupNS)), fmtDuration(r.wall))
+}
+
+// profilePath names the CPU profile of a durable child's call, or returns ""
+// unless -peers.cpuprofile asks for one.
+func profilePath(s system, mode string, n, round int) string {
+	if *flagCPU == "" || s.against != "" {
+		return ""
+	}
+	return filepath.Join(*flagCPU, fmt.Sprintf("%s-%s-n%d-r%d.cpu", s.name, mode, n, round+1))
 }
 
 func crashResume(ctx context.Context, t *testing.T, s system, n, round int, url string, into *samples) {
@@ -586,7 +603,7 @@ func report(ns []int, pairs [][]system, all map[int]map[string]*samples) string 
 				}
 			}
 		}
-		b.WriteString("\n| crash-resume | store | steps started before the kill | results stored | time to finish, min / median / max | peer / durable (medians) | steps run twice, per round | … of them stored before the kill |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("\n| crash-resume: system | store | steps started before the kill | results stored | time to finish, min / median / max | peer / durable (medians) | steps run twice, per round | … of them stored before the kill |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, pair := range pairs {
 			var base spread
 			for k, s := range pair {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -44,6 +46,7 @@ const (
 	envLog    = "PEERS_LOG"    // the step log, if any: one line per step started
 	envKillAt = "PEERS_KILL"   // SIGKILL this process once the log has this many lines
 	envLock   = "PEERS_LOCK"   // go-workflows' lock timeouts
+	envCPU    = "PEERS_CPU"    // durable: write a CPU profile of the call to this file
 )
 
 // childConfig is what a child reads from its environment.
@@ -198,6 +201,31 @@ func readChildConfig() (childConfig, error) {
 		errs = append(errs, fmt.Errorf("unknown mode %q", c.mode))
 	}
 	return c, errors.Join(errs...)
+}
+
+// profileCall starts a CPU profile, at 1 kHz, written to the file that
+// PEERS_CPU names, if any, and returns the function that stops it.
+func profileCall() (stop func() error, err error) {
+	path := os.Getenv(envCPU)
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	// A call takes tens of milliseconds: sample ten times as often as the
+	// default. (StartCPUProfile then says, on stderr, that it cannot set the
+	// rate, and keeps this one.)
+	runtime.SetCPUProfileRate(1000)
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
 
 // finish fills in a report's times: setup ended at ready, the call started

@@ -21,7 +21,7 @@
 // given:
 //
 //	cd bench/peers
-//	GOWORK=off go test -run '^TestPeers$' -v -timeout 2h . -peers.n=1000,10000 -peers.rounds=3
+//	GOWORK=off go test -run '^TestPeers$' -v -timeout 2h . -peers.n=1000,10000 -peers.rounds=5
 //
 // The PostgreSQL systems read the server's URL from TEST_DATABASE_URL; see
 // docs/PERFORMANCE.md at the root of the repository for the results, the

@@ -142,7 +142,7 @@ type trial struct {
 
 // newTrial prepares an empty store for an execution of sys. The caller must
 // call the returned cleanup, which removes it.
-func newTrial(t *testing.T, sys system, n, cap int, url string) (*trial, func()) {
+func newTrial(t *testing.T, sys system, n, limit int, url string) (*trial, func()) {
 	t.Helper()
 	tok := fmt.Sprintf("%016x", rand.Uint64())
 	dir, err := os.MkdirTemp("", "peers-"+sys.name+"-")
@@ -150,7 +150,7 @@ func newTrial(t *testing.T, sys system, n, cap int, url string) (*trial, func())
 		t.Fatal(err)
 	}
 	tr := &trial{
-		sys: sys, n: n, cap: cap, lock: *flagLock,
+		sys: sys, n: n, cap: limit, lock: *flagLock,
 		id:     "peers-" + tok,
 		dir:    dir,
 		path:   filepath.Join(dir, "store.db"),

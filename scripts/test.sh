@@ -43,6 +43,19 @@ for mod in $modules; do
   fi
 done
 
+# The peers benchmark (bench/peers) once at a small N, so that it never rots:
+# with PEERS_SMOKE=1 (.ci/run sets it), while the PostgreSQL server is up.
+if [ -n "${PEERS_SMOKE:-}" ]; then
+  echo "=== peers benchmark (bench/peers), 100 steps, one round"
+  (cd bench/peers && go test -run '^TestPeers$' -count=1 -v -timeout 10m . \
+    -peers.n=100 -peers.rounds=1 -peers.gwlock=2s) >"$log.peers" 2>&1
+  grep -E '^(\||ok|FAIL|panic|\s*--- )' "$log.peers"
+  if grep -qE '^(FAIL|panic:|\s*--- (FAIL|SKIP))' "$log.peers"; then
+    cat "$log.peers"; status=1
+  fi
+  rm -f "$log.peers"
+fi
+
 passed=$(grep -cE '^\s*--- PASS' "$log")
 failed=$(grep -cE '^\s*--- FAIL' "$log")
 skipped=$(grep -cE '^\s*--- SKIP' "$log")

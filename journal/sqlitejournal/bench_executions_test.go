@@ -147,12 +147,7 @@ func BenchmarkDeleteExecution(b *testing.B) {
 		putMax = max(putMax, wait)
 		require.Equal(b, int64(big), deleted)
 	}
-	b.ReportMetric(ms(total)/float64(b.N), "ms/delete")
-	slices.Sort(batches)
-	b.ReportMetric(float64(len(batches))/float64(b.N), "batches/delete")
-	b.ReportMetric(ms(batches[len(batches)/2]), "batch-p50-ms")
-	b.ReportMetric(ms(batches[len(batches)-1]), "batch-max-ms")
-	b.ReportMetric(ms(putMax), "put-max-ms")
+	reportDeletes(b, total, batches, putMax)
 }
 
 // BenchmarkDeleteOlder deletes the older half of the filled journal's
@@ -190,12 +185,7 @@ func BenchmarkDeleteOlder(b *testing.B) {
 		putMax = max(putMax, wait)
 		require.Equal(b, execs/2, deleted)
 	}
-	b.ReportMetric(ms(total)/float64(b.N), "ms/delete")
-	slices.Sort(batches)
-	b.ReportMetric(float64(len(batches))/float64(b.N), "batches/delete")
-	b.ReportMetric(ms(batches[len(batches)/2]), "batch-p50-ms")
-	b.ReportMetric(ms(batches[len(batches)-1]), "batch-max-ms")
-	b.ReportMetric(ms(putMax), "put-max-ms")
+	reportDeletes(b, total, batches, putMax)
 }
 
 // BenchmarkMigrate opens a file written by the first release, which Open
@@ -231,4 +221,16 @@ func BenchmarkMigrate(b *testing.B) {
 	}
 	b.ReportMetric(ms(total)/float64(b.N), "ms/open")
 	b.ReportMetric(float64(execs*entries), "entries")
+}
+
+// reportDeletes reports a delete benchmark's metrics: the mean time of a
+// delete, its batches (count, median, longest) and the longest Put another
+// execution waited meanwhile.
+func reportDeletes(b *testing.B, total time.Duration, batches []time.Duration, putMax time.Duration) {
+	b.ReportMetric(ms(total)/float64(b.N), "ms/delete")
+	slices.Sort(batches)
+	b.ReportMetric(float64(len(batches))/float64(b.N), "batches/delete")
+	b.ReportMetric(ms(batches[len(batches)/2]), "batch-p50-ms")
+	b.ReportMetric(ms(batches[len(batches)-1]), "batch-max-ms")
+	b.ReportMetric(ms(putMax), "put-max-ms")
 }

@@ -171,6 +171,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add("", []byte{})
 	f.Fuzz(func(t *testing.T, key string, b []byte) {
 		rec, err := Decode(key, b)
+		sameAsDecodeSuccess(t, key, b, rec, err)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("an error that is not ErrCorrupt: %v", err)
@@ -203,4 +204,74 @@ func TestChecksumIsCRC32COfLengthKeyAndBody(t *testing.T) {
 	if a := testing.AllocsPerRun(100, func() { checksum("exec/batch/branch", value) }); a != 0 {
 		t.Errorf("%v allocations", a)
 	}
+}
+
+// sameAsDecodeSuccess checks that DecodeSuccess reads b as Decode did: the
+// same error, or the same fields for a success, or false for another kind.
+func sameAsDecodeSuccess(t *testing.T, key string, b []byte, rec *Record, err error) {
+	t.Helper()
+	var s Success
+	ok, serr := DecodeSuccess(key, b, &s)
+	switch {
+	case err != nil:
+		// A record of another kind is Decode's to read, whatever its body.
+		otherKind := !ok && serr == nil && headerKind(b) != KindSuccess
+		if !otherKind && (serr == nil || serr.Error() != err.Error()) {
+			t.Fatalf("%x: Decode: %v; DecodeSuccess: %v, %v", b, err, ok, serr)
+		}
+	case serr != nil:
+		t.Fatalf("%x: Decode: a %c record; DecodeSuccess: %v", b, rec.Kind, serr)
+	case ok != (rec.Kind == KindSuccess):
+		t.Fatalf("%x: Decode: a %c record; DecodeSuccess: %v", b, rec.Kind, ok)
+	case ok && (s.Version != rec.Version || s.Seq != rec.Seq || string(s.ItemDigest) != rec.ItemDigest || s.Finished != rec.Finished ||
+		s.Ran != rec.Ran || string(s.Codec) != rec.Codec || !bytes.Equal(s.Value, rec.Value)):
+		t.Fatalf("%x: Decode: %+v; DecodeSuccess: %+v", b, rec, s)
+	}
+}
+
+// DecodeSuccess reads every record as Decode does, and its cuts and bit flips.
+func TestDecodeSuccessAgreesWithDecode(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for i, rec := range randomRecords(r, 400) {
+		key := "exec/batch/" + strconv.Itoa(i)
+		b := rec.Encode(key)
+		variants := [][]byte{b}
+		for cut := range len(b) {
+			variants = append(variants, b[:cut])
+		}
+		for range 16 {
+			flipped := bytes.Clone(b)
+			bit := r.IntN(8 * len(b))
+			flipped[bit/8] ^= 1 << (bit % 8)
+			variants = append(variants, flipped)
+		}
+		for _, v := range variants {
+			got, err := Decode(key, v)
+			sameAsDecodeSuccess(t, key, v, got, err)
+		}
+	}
+}
+
+func TestDecodeSuccessAllocatesNothing(t *testing.T) {
+	key := "exec/steps/42"
+	b := (&Record{Kind: KindSuccess, Seq: 42, ItemDigest: strings.Repeat("d", 16), Finished: 1e18, Ran: 1e6, Value: []byte(`{"I":42}`)}).Encode(key)
+	var s Success
+	if n := testing.AllocsPerRun(100, func() {
+		if ok, err := DecodeSuccess(key, b, &s); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per call", n)
+	}
+}
+
+// headerKind is the kind byte of a record whose header is there, or 0.
+func headerKind(b []byte) byte {
+	switch {
+	case len(b) >= header && b[0] == Version:
+		return b[header-1]
+	case len(b) >= 2 && b[0] == Version1:
+		return b[1]
+	}
+	return 0
 }

@@ -62,12 +62,12 @@ type batch[T any] struct {
 	// journal
 	sc       *scope
 	prefix   string
-	restored map[string]*record.Record // restored branch records by key segment
-	codec    Codec                     // the branches' codec; nil: encoding/json
-	codecs   []Codec                   // per branch, when some step names its own
-	env      *scopeEnv                 // the branches' scopes', with b.codec
-	obs      Observer                  // nil: no events
-	obsCtx   context.Context           // the context the Observer gave the batch
+	restored *restoredSet    // what one scan of the batch's prefix read, or nil
+	codec    Codec           // the branches' codec; nil: encoding/json
+	codecs   []Codec         // per branch, when some step names its own
+	env      *scopeEnv       // the branches' scopes', with b.codec
+	obs      Observer        // nil: no events
+	obsCtx   context.Context // the context the Observer gave the batch
 	// attemptsRun: attempts run by each branch that was retried, for the
 	// Observer.
 	attemptsRun      sync.Map

@@ -5,11 +5,11 @@ package durable
 // decision of a final combinator.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/durable-go/durable/internal/record"
@@ -61,15 +61,13 @@ func (b *batch[T]) open(ctx context.Context, final bool) (*record.Record, error)
 	}
 	if final {
 		key := b.prefix + record.DecisionSegment
-		dec, ok := b.restored[record.DecisionSegment]
-		if b.restored == nil {
-			dec, err = b.sc.get(ctx, key)
-			if err != nil {
-				return nil, err
-			}
-			ok = dec != nil
+		var dec *record.Record
+		if b.restored != nil {
+			dec = b.restored.decision
+		} else if dec, err = b.sc.get(ctx, key); err != nil {
+			return nil, err
 		}
-		if ok {
+		if dec != nil {
 			if err := checkKind(key, dec, record.KindDecision); err != nil {
 				return nil, err
 			}
@@ -116,42 +114,195 @@ func (b *batch[T]) checkOrphans(ctx context.Context) error {
 
 var errStopScan = errors.New("durable: stop the scan")
 
-// loadRestored loads every branch record in one call when the journal can scan.
-// It checks every entry under the batch's prefix, nested ones included, so that
-// an entry whose key was damaged is reported as corrupt rather than missed.
+// restoredSet is what one scan of a batch's prefix read: each branch's
+// journaled outcome, and the decision.
+type restoredSet struct {
+	at       []int32           // by branch index: 1 + the outcome's place in blocks, 0 for none
+	blocks   [][]storedOutcome // outcomeBlock outcomes each: growing copies none
+	count    int
+	decision *record.Record
+	copies   arena // the bytes of the outcomes
+}
+
+const outcomeBlock = 256
+
+// add keeps o as branch i's outcome.
+func (rs *restoredSet) add(i int, o storedOutcome) {
+	if rs.count%outcomeBlock == 0 {
+		rs.blocks = append(rs.blocks, make([]storedOutcome, 0, min(outcomeBlock, len(rs.at)-rs.count)))
+	}
+	last := len(rs.blocks) - 1
+	rs.blocks[last] = append(rs.blocks[last], o)
+	rs.count++
+	rs.at[i] = int32(rs.count)
+}
+
+// outcome returns branch i's outcome, or nil.
+func (rs *restoredSet) outcome(i int) *storedOutcome {
+	at := int(rs.at[i]) - 1
+	if at < 0 {
+		return nil
+	}
+	return &rs.blocks[at/outcomeBlock][at%outcomeBlock]
+}
+
+// storedOutcome is a branch's journaled record.
+type storedOutcome struct {
+	key string
+	rec *record.Record // the record, unless it is a success read by a scan
+	s   record.Success // a success read by a scan
+}
+
+func (o *storedOutcome) seq() uint64 {
+	if o.rec != nil {
+		return o.rec.Seq
+	}
+	return o.s.Seq
+}
+
+func (o *storedOutcome) finished() int64 {
+	if o.rec != nil {
+		return o.rec.Finished
+	}
+	return o.s.Finished
+}
+
+func (o *storedOutcome) ran() int64 {
+	if o.rec != nil {
+		return o.rec.Ran
+	}
+	return o.s.Ran
+}
+
+// digestMatches reports whether o holds item i's digest: the version 1
+// digest in a version 1 record.
+func (b *batch[T]) digestMatches(o *storedOutcome, i int) bool {
+	version := o.s.Version
+	if o.rec != nil {
+		version = o.rec.Version
+	}
+	var sum [16]byte
+	if version == record.Version1 {
+		sum = b.digestV1Of(i)
+	} else {
+		sum = b.digestOf(i)
+	}
+	if o.rec != nil {
+		return o.rec.ItemDigest == string(sum[:])
+	}
+	return string(o.s.ItemDigest) == string(sum[:])
+}
+
+// outcomeOf turns a branch's journaled record into its result; c is the codec
+// the code reads it with.
+func outcomeOf[T any](o *storedOutcome, c Codec) (T, error, error) {
+	if o.rec != nil {
+		return outcome[T](o.key, o.rec, c)
+	}
+	v, err := successValue[T](o.key, o.s.Codec, o.s.Value, c)
+	return v, nil, err
+}
+
+// arena copies byte slices into large blocks: one allocation for many
+// records.
+type arena struct{ block []byte }
+
+const arenaBlock = 64 << 10
+
+func (a *arena) copy(b []byte) []byte {
+	if len(b) > cap(a.block)-len(a.block) {
+		a.block = make([]byte, 0, max(arenaBlock, len(b)))
+	}
+	at := len(a.block)
+	a.block = append(a.block, b...)
+	return a.block[at:len(a.block):len(a.block)]
+}
+
+// loadRestored reads every branch record in one call when the journal can
+// scan. It checks every entry under the batch's prefix, nested ones included,
+// so that an entry whose key was damaged is reported as corrupt rather than
+// missed. A resumed run of a large batch spends most of its time here: a
+// success is read without allocating, into a copy of its bytes in an arena.
 func (b *batch[T]) loadRestored(ctx context.Context) error {
 	s, ok := b.sc.journal().(journal.Scanner)
 	if !ok {
 		return nil
 	}
-	b.restored = make(map[string]*record.Record)
+	rs := &restoredSet{at: make([]int32, b.n)}
+	// A batch named by index has its branches' keys in decimal; others by
+	// their escaped names.
+	var named map[string]int
+	if b.digestOf == nil {
+		named = make(map[string]int, b.n)
+		for i := range b.n {
+			named[record.Escape(b.nameOf(i))] = i
+		}
+	}
 	var corrupt error
 	err := journalScan(ctx, s, b.prefix, func(key string, value []byte) error {
 		seg := key[len(b.prefix):]
-		if strings.IndexByte(seg, '/') >= 0 || seg == record.HeadSegment {
-			// A nested step's record, read when its step runs, or the head,
-			// read already: only checked.
-			if err := record.Verify(key, value); err != nil && corrupt == nil {
-				corrupt = err
+		i := -1
+		switch {
+		case seg == record.DecisionSegment:
+			// The journal may reuse value once fn returns: decode a copy.
+			r, err := record.Decode(key, slices.Clone(value))
+			if err != nil {
+				corrupt = cmp.Or(corrupt, err)
+			}
+			rs.decision = r
+			return nil
+		case named != nil:
+			if at, ok := named[seg]; ok {
+				i = at
+			}
+		default:
+			i = decimalIndex(seg, b.n)
+		}
+		if i < 0 {
+			// The head, read already, a nested step's record, read when its
+			// step runs, or no branch's: only checked.
+			if err := record.Verify(key, value); err != nil {
+				corrupt = cmp.Or(corrupt, err)
 			}
 			return nil
 		}
-		// A success keeps a slice of what it decodes, and value may be reused
-		// by the journal once fn returns: keep a copy.
-		r, err := record.Decode(key, slices.Clone(value))
+		o := storedOutcome{key: key}
+		v := rs.copies.copy(value)
+		ok, err := record.DecodeSuccess(key, v, &o.s)
+		if err == nil && !ok {
+			o.rec, err = record.Decode(key, v)
+		}
 		if err != nil {
-			if corrupt == nil {
-				corrupt = err
-			}
+			corrupt = cmp.Or(corrupt, err)
 			return nil
 		}
-		b.restored[seg] = r
+		rs.add(i, o)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("durable: journal scan %q: %w", b.prefix, err)
 	}
+	b.restored = rs
 	return corrupt
+}
+
+// decimalIndex is the branch index whose key segment is seg, in a batch of n
+// named by index, or -1: seg must be the index in decimal as key writes it.
+func decimalIndex(seg string, n int) int {
+	if seg == "" || len(seg) > 18 || (seg[0] == '0' && len(seg) > 1) {
+		return -1
+	}
+	x := 0
+	for _, c := range []byte(seg) {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		x = x*10 + int(c-'0')
+	}
+	if x >= n {
+		return -1
+	}
+	return x
 }
 
 // journalScan is s.Scan, with a panic in it returned as an error.
@@ -167,15 +318,17 @@ func journalScan(ctx context.Context, s journal.Scanner, prefix string, fn func(
 	return err
 }
 
-// branchRecord returns the journaled record of branch i, or nil.
-func (b *batch[T]) branchRecord(ctx context.Context, i int) (string, *record.Record, error) {
-	seg := record.Escape(b.nameOf(i))
-	key := b.prefix + seg
+// stored returns the journaled record of branch i, or nil.
+func (b *batch[T]) stored(ctx context.Context, i int) (*storedOutcome, error) {
 	if b.restored != nil {
-		return key, b.restored[seg], nil
+		return b.restored.outcome(i), nil
 	}
+	key := b.key(i)
 	r, err := b.sc.get(ctx, key)
-	return key, r, err
+	if r == nil || err != nil {
+		return nil, err
+	}
+	return &storedOutcome{key: key, rec: r}, nil
 }
 
 // restore counts the journaled outcomes of the branches, in sequence order.
@@ -183,9 +336,7 @@ func (b *batch[T]) restore(ctx context.Context) error {
 	type found struct {
 		seq uint64
 		i   int
-		v   T
 		err error
-		ran int64
 	}
 	var all []found
 	var late []int
@@ -197,55 +348,55 @@ func (b *batch[T]) restore(ctx context.Context) error {
 	if b.settles() && b.cfg.timeout > 0 {
 		deadline = b.start.Add(b.cfg.timeout).UnixNano()
 	}
+	if b.restored != nil {
+		all = make([]found, 0, b.restored.count)
+	}
 	for i := range b.n {
-		key, r, err := b.branchRecord(ctx, i)
+		o, err := b.stored(ctx, i)
 		if err != nil {
 			return err
 		}
-		if r == nil {
+		if o == nil {
 			continue
 		}
-		if deadline != 0 && r.Finished > deadline {
+		if deadline != 0 && o.finished() > deadline {
 			late = append(late, i)
 			continue
 		}
-		if b.digestOf != nil {
-			d := b.digestOf(i)
-			if r.Version == record.Version1 {
-				d = b.digestV1Of(i)
-			}
-			if r.ItemDigest != string(d[:]) {
-				return fmt.Errorf("%w: %s %q: journal key %q holds the result of another item at index %d",
-					ErrNondeterministic, b.kind, b.name, key, i)
-			}
+		if b.digestOf != nil && !b.digestMatches(o, i) {
+			return fmt.Errorf("%w: %s %q: journal key %q holds the result of another item at index %d",
+				ErrNondeterministic, b.kind, b.name, o.key, i)
 		}
-		v, ferr, err := outcome[T](key, r, b.codecOf(i))
+		// Decoded in place: count stores it there again.
+		var ferr error
+		b.values[i], ferr, err = outcomeOf[T](o, b.codecOf(i))
 		if err != nil {
 			return err
 		}
-		all = append(all, found{seq: r.Seq, i: i, v: v, err: ferr, ran: r.Ran})
-	}
-	slices.SortFunc(all, func(x, y found) int {
-		if x.seq != y.seq {
-			if x.seq < y.seq {
-				return -1
+		all = append(all, found{seq: o.seq(), i: i, err: ferr})
+		if b.obs != nil {
+			if b.restoredRan == nil {
+				b.restoredRan = make([]int64, b.n)
+				for i := range b.restoredRan {
+					b.restoredRan[i] = -1
+				}
 			}
-			return 1
+			b.restoredRan[i] = o.ran()
+		}
+	}
+	// In index order, the outcomes are mostly in sequence order already.
+	slices.SortFunc(all, func(x, y found) int {
+		if c := cmp.Compare(x.seq, y.seq); c != 0 {
+			return c
 		}
 		return x.i - y.i
 	})
 	b.restored = nil
-	if b.obs != nil && len(all) > 0 {
-		b.restoredRan = make([]int64, b.n)
-		for i := range b.restoredRan {
-			b.restoredRan[i] = -1
-		}
-		for _, f := range all {
-			b.restoredRan[f.i] = f.ran
-		}
-	}
+	var zero T
 	for _, f := range all {
-		b.count(f.i, f.v, f.err, nil, true)
+		v := b.values[f.i]
+		b.values[f.i] = zero // a branch counted Cancelled has no value
+		b.count(f.i, v, f.err, nil, true)
 		if f.seq >= b.seq.Load() {
 			b.seq.Store(f.seq + 1)
 		}
@@ -339,16 +490,16 @@ func (b *batch[T]) replay(ctx context.Context, dec *record.Record) error {
 		b.values[i] = zero
 		switch Status(s) {
 		case StatusSucceeded:
-			k, r, err := b.branchRecord(ctx, i)
+			o, err := b.stored(ctx, i)
 			if err != nil {
 				return err
 			}
-			if r == nil {
-				return fmt.Errorf("durable: journal key %q: %w: the decision counts it a success but it holds nothing", k, ErrCorrupt)
+			if o == nil {
+				return fmt.Errorf("durable: journal key %q: %w: the decision counts it a success but it holds nothing", b.key(i), ErrCorrupt)
 			}
-			v, ferr, err := outcome[T](k, r, b.codecOf(i))
+			v, ferr, err := outcomeOf[T](o, b.codecOf(i))
 			if err == nil && ferr != nil {
-				err = fmt.Errorf("durable: journal key %q: %w: the decision counts it a success but it holds a failure", k, ErrCorrupt)
+				err = fmt.Errorf("durable: journal key %q: %w: the decision counts it a success but it holds a failure", o.key, ErrCorrupt)
 			}
 			if err != nil {
 				return err

@@ -199,15 +199,24 @@ func outcome[T any](key string, r *record.Record, c Codec) (T, error, error) {
 	if r.Kind == record.KindFailure {
 		return zero, Permanent(replayed(r.Err)), nil
 	}
-	if name := codecName(c); r.Codec != name {
-		return zero, nil, fmt.Errorf("durable: journal key %q: %w: the value was written by %s, the code reads it with %s",
-			key, ErrNondeterministic, describeCodec(r.Codec), describeCodec(name))
+	v, err := successValue[T](key, r.Codec, r.Value, c)
+	return v, nil, err
+}
+
+// successValue decodes the value of a success stored under key, written by
+// the codec named stored (codecName's), with c, the codec the code reads it
+// with.
+func successValue[T any, S string | []byte](key string, stored S, value []byte, c Codec) (T, error) {
+	var zero T
+	if name := codecName(c); string(stored) != name {
+		return zero, fmt.Errorf("durable: journal key %q: %w: the value was written by %s, the code reads it with %s",
+			key, ErrNondeterministic, describeCodec(string(stored)), describeCodec(name))
 	}
-	v, err := decodeWith[T](r.Value, c)
+	v, err := decodeWith[T](value, c)
 	if err != nil {
-		return zero, nil, fmt.Errorf("durable: journal key %q: %w: its value does not decode into %v: %v", key, ErrCorrupt, reflect.TypeFor[T](), err)
+		return zero, fmt.Errorf("durable: journal key %q: %w: its value does not decode into %v: %v", key, ErrCorrupt, reflect.TypeFor[T](), err)
 	}
-	return v, nil, nil
+	return v, nil
 }
 
 func describeCodec(name string) string {

@@ -236,7 +236,7 @@ func checkpointFailure[T any](ctx context.Context, sc *scope, key string, seq ui
 	if mine && stored.Kind == record.KindFailure {
 		return zero, err, nil // the live error itself, with its type
 	}
-	return storedOutcome[T](key, itemDigest, c, stored)
+	return otherWritersOutcome[T](key, itemDigest, c, stored)
 }
 
 // lostSuccess is the outcome of a success whose write lost to another writer's.
@@ -248,7 +248,7 @@ func lostSuccess[T any](key, itemDigest string, c Codec, stored []byte) (T, erro
 		var zero T
 		return zero, nil, err
 	}
-	return storedOutcome[T](key, itemDigest, c, r)
+	return otherWritersOutcome[T](key, itemDigest, c, r)
 }
 
 //go:noinline
@@ -267,8 +267,8 @@ func undecodableError[T any](key string, err error) error {
 		key, reflect.TypeFor[T](), err)
 }
 
-// storedOutcome is the outcome another writer stored under key first.
-func storedOutcome[T any](key, itemDigest string, c Codec, stored *record.Record) (T, error, error) {
+// otherWritersOutcome is the outcome another writer stored under key first.
+func otherWritersOutcome[T any](key, itemDigest string, c Codec, stored *record.Record) (T, error, error) {
 	if stored.ItemDigest != itemDigest {
 		var zero T
 		return zero, nil, fmt.Errorf("durable: journal key %q: %w: it holds the result of another item", key, ErrNondeterministic)

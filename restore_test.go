@@ -1,0 +1,77 @@
+package durable
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/durable-go/durable/internal/record"
+	"github.com/durable-go/durable/journal"
+)
+
+// A batch named by index finds a branch's entry by its key segment: the index
+// in decimal exactly as key writes it.
+func TestDecimalIndex(t *testing.T) {
+	for seg, want := range map[string]int{
+		"0": 0, "7": 7, "99": 99,
+		"100": -1, "007": -1, "00": -1, "-1": -1, "+1": -1, "": -1, "1x": -1, " 1": -1, "!h": -1, "!d": -1,
+		"1/!a1": -1, "99999999999999999999999": -1,
+	} {
+		if got := decimalIndex(seg, 100); got != want {
+			t.Errorf("decimalIndex(%q, 100) = %d, want %d", seg, got, want)
+		}
+	}
+	for i := range 1000 {
+		var b batch[int]
+		b.prefix, b.digestOf = "e/x/", func(int) [16]byte { return [16]byte{} }
+		if got := decimalIndex(strings.TrimPrefix(b.key(i), b.prefix), 1000); got != i {
+			t.Fatalf("key %q: index %d", b.key(i), got)
+		}
+	}
+}
+
+// Entries under a batch's prefix that are no branch's are checked and
+// ignored: a resumed run restores exactly the branches, and reports a damaged
+// entry, naming its key.
+func TestRestoreIgnoresEntriesOfNoBranch(t *testing.T) {
+	for _, named := range []bool{false, true} {
+		t.Run("named="+strconv.FormatBool(named), func(t *testing.T) {
+			j := journal.NewMemory()
+			ran := 0
+			run := func() ([]int, error) {
+				items := []int{10, 11, 12, 13, 14}
+				var opts []Option
+				if named {
+					opts = append(opts, WithKey(func(i int) string { return "k" + strconv.Itoa(i) }))
+				}
+				return FanOut(WithJournal(context.Background(), j, "e"), "items", items, func(_ context.Context, i int) (int, error) {
+					ran++
+					return i * i, nil
+				}, opts...)
+			}
+			want, err := run()
+			require.NoError(t, err)
+			for _, seg := range []string{"007", "03", "5", "05", "x", "k99", "K10", "!z"} {
+				key := "e/items/" + seg
+				_, err := j.Put(context.Background(), key, (&record.Record{Kind: record.KindSuccess, Value: []byte("1")}).Encode(key))
+				require.NoError(t, err)
+			}
+			got, err := run()
+			require.NoError(t, err)
+			require.Equal(t, want, got)
+			require.Equal(t, 5, ran, "the resumed run ran a branch again")
+
+			bad := (&record.Record{Kind: record.KindSuccess, Value: []byte("1")}).Encode("e/items/elsewhere")
+			_, err = j.Put(context.Background(), "e/items/0009", bad)
+			require.NoError(t, err)
+			_, err = run()
+			require.True(t, errors.Is(err, ErrCorrupt), "%v", err)
+			require.ErrorContains(t, err, `"e/items/0009"`)
+			require.Equal(t, 5, ran)
+		})
+	}
+}

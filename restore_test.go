@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -41,7 +42,7 @@ func TestRestoreIgnoresEntriesOfNoBranch(t *testing.T) {
 	for _, named := range []bool{false, true} {
 		t.Run("named="+strconv.FormatBool(named), func(t *testing.T) {
 			j := journal.NewMemory()
-			ran := 0
+			var ran atomic.Int32
 			run := func() ([]int, error) {
 				items := []int{10, 11, 12, 13, 14}
 				var opts []Option
@@ -49,7 +50,7 @@ func TestRestoreIgnoresEntriesOfNoBranch(t *testing.T) {
 					opts = append(opts, WithKey(func(i int) string { return "k" + strconv.Itoa(i) }))
 				}
 				return FanOut(WithJournal(context.Background(), j, "e"), "items", items, func(_ context.Context, i int) (int, error) {
-					ran++
+					ran.Add(1)
 					return i * i, nil
 				}, opts...)
 			}
@@ -63,7 +64,7 @@ func TestRestoreIgnoresEntriesOfNoBranch(t *testing.T) {
 			got, err := run()
 			require.NoError(t, err)
 			require.Equal(t, want, got)
-			require.Equal(t, 5, ran, "the resumed run ran a branch again")
+			require.EqualValues(t, 5, ran.Load(), "the resumed run ran a branch again")
 
 			bad := (&record.Record{Kind: record.KindSuccess, Value: []byte("1")}).Encode("e/items/elsewhere")
 			_, err = j.Put(context.Background(), "e/items/0009", bad)
@@ -71,7 +72,35 @@ func TestRestoreIgnoresEntriesOfNoBranch(t *testing.T) {
 			_, err = run()
 			require.True(t, errors.Is(err, ErrCorrupt), "%v", err)
 			require.ErrorContains(t, err, `"e/items/0009"`)
-			require.Equal(t, 5, ran)
+			require.EqualValues(t, 5, ran.Load())
 		})
+	}
+}
+
+// Resuming a completed batch from a journal that scans reads each branch's
+// record without a record, a key or a copy of its own: what it allocates per
+// branch is a small constant, whatever the batch's size. A regression here
+// is what made reruns slow.
+func TestRestoreAllocatesLittlePerBranch(t *testing.T) {
+	type pair struct{ I, Sq int }
+	for _, n := range []int{1000, 4000} {
+		j := journal.NewMemory()
+		items := make([]int, n)
+		for i := range items {
+			items[i] = i
+		}
+		run := func() {
+			res, err := FanOut(WithJournal(context.Background(), j, "e"), "items", items, func(_ context.Context, i int) (pair, error) {
+				return pair{i, i * i}, nil
+			})
+			require.NoError(t, err)
+			require.Equal(t, pair{n - 1, (n - 1) * (n - 1)}, res[n-1])
+		}
+		run()
+		perBranch := testing.AllocsPerRun(5, run) / float64(n)
+		t.Logf("n=%d: %.2f allocations per branch", n, perBranch)
+		if perBranch > 7 {
+			t.Errorf("n=%d: %.2f allocations per restored branch", n, perBranch)
+		}
 	}
 }

@@ -330,3 +330,45 @@ func TestLosingTheDecisionWriteKeepsReplayedHonest(t *testing.T) {
 		require.True(t, it.Replayed, it.Name)
 	}
 }
+
+// Seed 6: a Settle with a timeout whose branch ignored its context and finished
+// after the deadline, and whose decision could not be written, returned at once,
+// with Reason(0) and no error, when resumed before its journaled deadline — as a
+// worker whose clock is behind the one that stored the branch would be — instead of
+// waiting for the deadline and timing out, as the run that stored the branch did.
+// Restore marks such a branch running, so no worker ran it, and the batch was
+// left undecided once the workers were gone.
+func TestSimRegressionSettleResumedBeforeItsDeadline(t *testing.T) {
+	forEachJournal(t, func(t *testing.T, newJournal func() journal.Journal) {
+		fj := newFaultJournal(newJournal())
+		steps := []durable.Step[int]{durable.NewStep("late", func(context.Context) (int, error) {
+			time.Sleep(4 * time.Millisecond) // past the deadline, whatever the context says
+			return 1, nil
+		})}
+		settle := func() (*durable.BatchResult[int], error) {
+			return durable.Settle(fj.in(context.Background(), "e"), "s", steps, durable.WithTimeout(2*time.Millisecond))
+		}
+		// Each run is a bubble of its own, whose clock starts at the same
+		// instant: the second run starts before the deadline the first one
+		// journaled.
+		fj.failPuts(errInjected, func(key string) bool { return strings.HasSuffix(key, "/!d") })
+		synctest.Test(t, func(t *testing.T) {
+			_, err := settle()
+			require.ErrorIs(t, err, errInjected)
+		})
+		fj.clear()
+		synctest.Test(t, func(t *testing.T) {
+			start := time.Now()
+			res, err := settle()
+			require.NoError(t, err)
+			require.Equal(t, durable.ReasonTimedOut, res.Reason)
+			require.Equal(t, durable.StatusCancelled, res.Items[0].Status)
+			require.Equal(t, 2*time.Millisecond, time.Since(start), "it returns at the journaled deadline")
+		})
+		synctest.Test(t, func(t *testing.T) {
+			res, err := settle()
+			require.NoError(t, err)
+			require.Equal(t, durable.ReasonTimedOut, res.Reason, "the decision is journaled")
+		})
+	})
+}

@@ -149,6 +149,42 @@ func TestEmptyInput(t *testing.T) {
 	require.ErrorContains(t, err, "no winner")
 }
 
+// A nil context is bad input for Step.Run as for the combinators: an error,
+// never a panic.
+func TestNilContextIsAnError(t *testing.T) {
+	var nilCtx context.Context
+	step := durable.NewStep("s", func(context.Context) (int, error) { return 1, nil })
+	require.NotPanics(t, func() {
+		_, err := step.Run(nilCtx)
+		require.Error(t, err)
+	})
+	require.NotPanics(t, func() {
+		_, err := durable.Parallel(nilCtx, "p", []durable.Step[int]{step})
+		require.Error(t, err)
+		g := durable.NewGroup(nilCtx, "g")
+		durable.Go(g, "a", step.Fn)
+		require.Error(t, g.Wait())
+	})
+}
+
+// Invalid completion thresholds are bad input even for an empty list of steps,
+// as every other invalid option is.
+func TestInvalidCompletionWithNoSteps(t *testing.T) {
+	for _, c := range []durable.Completion{
+		durable.MinSuccessful(0), durable.ToleratedFailures(-1),
+		durable.ToleratedFailureRatio(1.5), {},
+	} {
+		_, err := durable.Settle[int](t.Context(), "s", nil, durable.WithCompletion(c))
+		require.Error(t, err, "%+v", c)
+		_, err = durable.Settle(t.Context(), "s", []durable.Step[int]{
+			durable.NewStep("a", func(context.Context) (int, error) { t.Error("ran"); return 1, nil }),
+		}, durable.WithCompletion(c))
+		require.Error(t, err, "%+v", c)
+	}
+	_, err := durable.Settle[int](t.Context(), "s", nil, durable.WithMaxConcurrency(0))
+	require.Error(t, err)
+}
+
 func TestFailFastReturnsTheCauseAndWaitsForSiblings(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		errBoom := errors.New("boom")

@@ -346,6 +346,44 @@ func TestHandoverGoexitInCheckpointWithManyWaiting(t *testing.T) {
 	})
 }
 
+// goexitJournal calls runtime.Goexit in Put for the keys match accepts.
+type goexitJournal struct {
+	*journal.Memory
+	match func(key string) bool
+}
+
+func (j goexitJournal) Put(ctx context.Context, key string, value []byte) ([]byte, error) {
+	if j.match(key) {
+		runtime.Goexit()
+	}
+	return j.Memory.Put(ctx, key, value)
+}
+
+// A checkpoint that never returns to the engine (here the journal's Put exits
+// its goroutine) fails its branch; the workers counting after it in sequence do
+// not wait for it forever.
+func TestCheckpointGoexitDoesNotBlockTheOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		j := goexitJournal{journal.NewMemory(), func(k string) bool { return strings.HasSuffix(k, "/a") }}
+		ctx := durable.WithJournal(t.Context(), j, "exec")
+		_, err := durable.Parallel(ctx, "p", []durable.Step[string]{
+			sleepStep("a", time.Second, "a"),
+			sleepStep("b", 2*time.Second, "b"),
+			sleepStep("c", 3*time.Second, "c"),
+		})
+		var be *durable.BranchError
+		require.ErrorAs(t, err, &be)
+		require.Equal(t, "a", be.Name)
+
+		res, err := durable.Settle(ctx, "s", []durable.Step[string]{
+			sleepStep("a", time.Second, "a"),
+			sleepStep("b", 2*time.Second, "b"),
+		})
+		require.NoError(t, err)
+		require.Equal(t, []durable.Status{durable.StatusFailed, durable.StatusSucceeded}, itemStatuses(res))
+	})
+}
+
 // A parked outcome whose worker has nothing left to claim: the worker leaves
 // at once instead of waiting to be handed nothing, and the outcome is still
 // counted, in sequence, when the checkpoint before it returns.

@@ -3,6 +3,7 @@ package durable_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"sync/atomic"
@@ -143,4 +144,53 @@ func TestJournalPanicIsAnError(t *testing.T) {
 		var pe *durable.PanicError
 		require.ErrorAs(t, err, &pe)
 	})
+}
+
+// badJSON's encoding panics in MarshalJSON or UnmarshalJSON.
+type badJSON struct{ PanicOnDecode bool }
+
+func (b badJSON) MarshalJSON() ([]byte, error) {
+	if !b.PanicOnDecode {
+		panic("MarshalJSON failed")
+	}
+	return []byte(`"decode me"`), nil
+}
+
+func (b *badJSON) UnmarshalJSON([]byte) error { panic("UnmarshalJSON failed") }
+
+// A panic while a branch's value is encoded or decoded for the journal is the
+// branch's failure, as a panic in its function is: it never crashes the process.
+func TestJSONPanicIsABranchFailure(t *testing.T) {
+	for _, onDecode := range []bool{false, true} {
+		t.Run(fmt.Sprintf("onDecode=%v", onDecode), func(t *testing.T) {
+			ctx := durable.WithJournal(t.Context(), journal.NewMemory(), "exec")
+			step := durable.NewStep("v", func(context.Context) (badJSON, error) { return badJSON{onDecode}, nil })
+			plain := durable.NewStep("plain", func(context.Context) (badJSON, error) { return badJSON{}, errors.New("plain") })
+
+			_, err := durable.Parallel(ctx, "p", []durable.Step[badJSON]{step})
+			var pe *durable.PanicError
+			require.ErrorAs(t, err, &pe)
+
+			// A value that cannot be read back is never stored: it is the
+			// branch's failure, as one that cannot be encoded.
+			res, err := durable.Settle(ctx, "s", []durable.Step[badJSON]{step, plain})
+			require.NoError(t, err)
+			require.Equal(t, durable.StatusFailed, res.Items[0].Status)
+			require.ErrorAs(t, res.Items[0].Err, &pe)
+
+			g := durable.NewGroup(ctx, "g")
+			f := durable.Go(g, "v", step.Fn)
+			require.ErrorAs(t, g.Wait(), &pe)
+			_, err = f.Get()
+			require.ErrorAs(t, err, &pe)
+
+			_, err = step.Run(ctx)
+			require.ErrorAs(t, err, &pe)
+
+			// An item whose MarshalJSON panics still has a digest.
+			got, err := durable.FanOut(ctx, "fan", []badJSON{{}}, func(context.Context, badJSON) (int, error) { return 1, nil })
+			require.NoError(t, err)
+			require.Equal(t, []int{1}, got)
+		})
+	}
 }

@@ -427,6 +427,21 @@ func TestReplayPermanentErrorDynamicTypeHasTypeName(t *testing.T) {
 	require.Equal(t, "*fs.PathError", tn.TypeName())
 }
 
+func TestFanOutPermanentFailureOfAChangedItem(t *testing.T) {
+	j := journal.NewMemory()
+	fn := func(_ context.Context, s string) (string, error) {
+		if s == "y" {
+			return "", durable.Permanent(errors.New("y is bad"))
+		}
+		return s + "!", nil
+	}
+	_, err := durable.FanOut(durable.WithJournal(context.Background(), j, "e"), "f", []string{"x", "y"}, fn)
+	require.ErrorContains(t, err, "y is bad")
+	_, err = durable.FanOut(durable.WithJournal(context.Background(), j, "e"), "f", []string{"x", "z"}, fn)
+	require.ErrorIs(t, err, durable.ErrNondeterministic, "the failure journaled for item y is not replayed for item z")
+	require.ErrorContains(t, err, `"e/f/1"`)
+}
+
 // A completed Settle is final: the next run returns the same statuses, reason,
 // values and failures without running anything.
 func TestReplayCompletedSettleIsFinal(t *testing.T) {
@@ -1076,6 +1091,72 @@ func TestReplayJournalFaults(t *testing.T) {
 			require.Equal(t, 2, c.of("b"))
 		})
 	})
+}
+
+// oddJournal answers Put for the keys match accepts with what put returns,
+// instead of what the key holds.
+type oddJournal struct {
+	*journal.Memory
+	match func(key string) bool
+	put   func(value []byte) []byte
+}
+
+func (j oddJournal) Put(ctx context.Context, key string, value []byte) ([]byte, error) {
+	stored, err := j.Memory.Put(ctx, key, value)
+	if err == nil && j.match(key) {
+		return j.put(value), nil
+	}
+	return stored, err
+}
+
+// A Put that answers with a record that does not decode, in the middle of a
+// batch, fails the batch with an error naming the key: no panic, no hang, no
+// success reported for the branch, and no decision journaled.
+func TestUndecodableStoredValueMidBatch(t *testing.T) {
+	for _, answer := range []struct {
+		name string
+		put  func(value []byte) []byte
+	}{
+		{"Garbage", func([]byte) []byte { return []byte("\x01s\x00\x00{") }},
+		{"Nil", func([]byte) []byte { return nil }},
+		{"Truncated", func(v []byte) []byte { return v[:len(v)-1] }},
+	} {
+		t.Run(answer.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				j := oddJournal{journal.NewMemory(), func(k string) bool { return strings.HasSuffix(k, "/b") }, answer.put}
+				ctx := durable.WithJournal(t.Context(), j, "exec")
+				steps := []durable.Step[string]{
+					sleepStep("a", time.Second, "a"),
+					sleepStep("b", 2*time.Second, "b"),
+					sleepStep("c", 3*time.Second, "c"),
+				}
+				_, err := durable.Parallel(ctx, "p", steps)
+				var be *durable.BranchError
+				require.ErrorAs(t, err, &be)
+				require.Equal(t, "b", be.Name)
+				require.Contains(t, err.Error(), `"exec/p/b"`)
+
+				res, err := durable.Settle(ctx, "s", steps)
+				require.Error(t, err)
+				require.Nil(t, res)
+				require.Contains(t, err.Error(), `"exec/s/b"`)
+				_, ok, gerr := j.Get(t.Context(), "exec/s/!d")
+				require.NoError(t, gerr)
+				require.False(t, ok, "a decision was journaled for a batch that failed")
+
+				g := durable.NewGroup(ctx, "g")
+				f := durable.Go(g, "b", steps[1].Fn)
+				err = g.Wait()
+				require.ErrorAs(t, err, &be)
+				require.Contains(t, err.Error(), `"exec/g/b"`)
+				_, err = f.Get()
+				require.Error(t, err)
+
+				_, err = steps[1].Run(ctx)
+				require.Contains(t, err.Error(), `"exec/b"`)
+			})
+		})
+	}
 }
 
 // Several workers running one execution on one journal at once agree on every

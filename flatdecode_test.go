@@ -258,6 +258,14 @@ func TestDecodeFlatAllocations(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("decodeFlat(%s) allocates %v times", data, n)
 	}
+	pair := []byte(`{"I":12345,"Sq":152399025}`)
+	if n := testing.AllocsPerRun(100, func() {
+		if p, err := decodeWith[flatPair](pair, nil); err != nil || p.Sq != 152399025 {
+			t.Fatalf("decodeWith(%s) = %v, %v", pair, p, err)
+		}
+	}); n != 0 {
+		t.Errorf("decodeWith(%s) allocates %v times", pair, n)
+	}
 	inner := []byte(`{"name":"ada","n":3,"On":true}`)
 	if n := testing.AllocsPerRun(100, func() {
 		var v flatInner
@@ -351,5 +359,31 @@ func FuzzDecodeFlat(f *testing.F) {
 		checkDecodeFlat[float64](t, data)
 		checkDecodeFlat[string](t, data)
 		checkDecodeFlat[[4]bool](t, data)
+	})
+}
+
+// decodeWith against json.Unmarshal for the value of one branch of a FanOut.
+func BenchmarkDecodeFlat(b *testing.B) {
+	type square struct {
+		I  int
+		Sq int
+	}
+	data := []byte(`{"I":12345,"Sq":152399025}`)
+	b.Run("decodeWith", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if v, err := decodeWith[square](data, nil); err != nil || v.Sq != 152399025 {
+				b.Fatal(v, err)
+			}
+		}
+	})
+	b.Run("json.Unmarshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var v square
+			if err := json.Unmarshal(data, &v); err != nil || v.Sq != 152399025 {
+				b.Fatal(v, err)
+			}
+		}
 	})
 }

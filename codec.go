@@ -55,10 +55,16 @@ func appendCustom[T any](dst []byte, v T, c Codec) (b []byte, err error) {
 	return append(dst, data...), err
 }
 
-// decodeWith decodes data, written by c, into a T. A panic is an error.
+// decodeWith decodes data, written by c, into a T. A panic is an error. With
+// encoding/json, scalars and flat values in the form json.Marshal writes are
+// read without it.
 func decodeWith[T any](data []byte, c Codec) (T, error) {
 	if c == nil {
 		if v, ok := decodeScalar[T](data); ok {
+			return v, nil
+		}
+		var v T
+		if decodeFlat(data, &v) {
 			return v, nil
 		}
 		return decodeJSON[T](data)

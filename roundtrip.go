@@ -148,10 +148,7 @@ func flatType(t reflect.Type, hasStrings *bool, depth int) bool {
 			if !f.IsExported() || f.Anonymous {
 				return false
 			}
-			name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if name == "" {
-				name = f.Name
-			}
+			name, opts := fieldName(f)
 			if opts != "" && opts != "omitempty" || !plainName(name) {
 				return false
 			}
@@ -171,6 +168,17 @@ func flatType(t reflect.Type, hasStrings *bool, depth int) bool {
 		return true
 	}
 	return false
+}
+
+// fieldName is the name of struct field f in its json tag, or its Go name when
+// the tag gives none, and the tag's options. For a field whose tag name is a
+// plainName, or that has none, that is the name encoding/json writes and reads.
+func fieldName(f reflect.StructField) (name, opts string) {
+	name, opts, _ = strings.Cut(f.Tag.Get("json"), ",")
+	if name == "" {
+		name = f.Name
+	}
+	return name, opts
 }
 
 // plainName reports whether a field's JSON name is made of ASCII letters,

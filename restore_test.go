@@ -99,7 +99,7 @@ func TestRestoreAllocatesLittlePerBranch(t *testing.T) {
 		run()
 		perBranch := testing.AllocsPerRun(5, run) / float64(n)
 		t.Logf("n=%d: %.2f allocations per branch", n, perBranch)
-		if perBranch > 7 {
+		if perBranch > 2 {
 			t.Errorf("n=%d: %.2f allocations per restored branch", n, perBranch)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -700,4 +701,25 @@ func TestCloseClosesScanConnections(t *testing.T) {
 	require.NoError(t, j.Close())
 	_, err = os.Stat(path + "-wal")
 	require.ErrorIs(t, err, os.ErrNotExist, "a connection is still open")
+}
+
+// fn may keep the keys Scan gives it, however many there are and however long.
+func TestScanKeysKept(t *testing.T) {
+	j := openAt(t, tempPath(t))
+	var want []string
+	for i := range 3000 {
+		want = append(want, fmt.Sprintf("kept/%d/%s", i, strings.Repeat("x", i%40)))
+	}
+	want = append(want, "kept/long/"+strings.Repeat("y", 4096), "kept/longer/"+strings.Repeat("z", 10_000))
+	for _, k := range want {
+		_, err := j.Put(bg, k, []byte("v"))
+		require.NoError(t, err)
+	}
+	sort.Strings(want)
+	var got []string
+	require.NoError(t, j.Scan(bg, "kept/", func(k string, _ []byte) error {
+		got = append(got, k)
+		return nil
+	}))
+	require.Equal(t, want, got)
 }

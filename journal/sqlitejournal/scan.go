@@ -11,6 +11,7 @@ import (
 	"modernc.org/libc"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/durable-go/durable/internal/keyblock"
 	"github.com/durable-go/durable/journal"
 )
 
@@ -24,8 +25,8 @@ import (
 // taking and releasing the connection's mutex, then copies each BLOB into a
 // new slice. A scanConn is opened with SQLITE_OPEN_NOMUTEX, reads each column
 // with two calls that take no mutex, and hands fn the value where SQLite holds
-// it; the keys' strings share blocks (see keyBlocks), so that a row costs no
-// allocation of its own.
+// it; the keys' strings share blocks (see keyblock.Blocks), so that a row costs
+// no allocation of its own.
 type scanConn struct {
 	tls *libc.TLS
 	db  uintptr // sqlite3*
@@ -136,7 +137,7 @@ func (c *scanConn) scan(ctx context.Context, prefix string, fn func(key string, 
 	defer sqlite3.Xsqlite3_reset(c.tls, stmt)
 
 	cancellable := ctx.Done() != nil
-	var keys keyBlocks
+	var keys keyblock.Blocks
 	for {
 		if cancellable {
 			if err := ctx.Err(); err != nil {
@@ -150,34 +151,11 @@ func (c *scanConn) scan(ctx context.Context, prefix string, fn func(key string, 
 		default:
 			return nil, c.error("step", rc)
 		}
-		key := keys.string(c.column(stmt, 0))
+		key := keys.String(c.column(stmt, 0))
 		if err := fn(key, c.column(stmt, 1)); err != nil {
 			return err, nil
 		}
 	}
-}
-
-// keyBlock is the size of the blocks that Scan copies keys into.
-const keyBlock = 4096
-
-// keyBlocks makes the strings of one Scan's keys. It copies each key into a
-// block that the keys after it share, until the block is full, so that a Scan
-// allocates once per keyBlock bytes of keys rather than once per key. A key
-// that fn keeps keeps its whole block in memory.
-type keyBlocks struct {
-	block []byte // its bytes below len are in strings already: never written again
-}
-
-func (k *keyBlocks) string(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	if len(b) > cap(k.block)-len(k.block) {
-		k.block = make([]byte, 0, max(keyBlock, len(b)))
-	}
-	off := len(k.block)
-	k.block = append(k.block, b...)
-	return unsafe.String(&k.block[off], len(b))
 }
 
 // bind binds b as a BLOB to parameter i of stmt; SQLite keeps a copy.

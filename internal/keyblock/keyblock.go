@@ -5,8 +5,13 @@ package keyblock
 
 import "unsafe"
 
-// Size is the size of the blocks that a [Blocks] copies bytes into.
+// Size is the size of the largest blocks that a [Blocks] copies bytes into.
+// Its first block is of 256 bytes, and each after it twice the size of the one
+// before, up to Size: a few short strings cost a small block.
 const Size = 4096
+
+// first is the size of a Blocks' first block.
+const first = 256
 
 // Blocks makes strings by copying bytes into a block that the strings after
 // them share, until it is full, so that it allocates once per [Size] bytes
@@ -23,7 +28,7 @@ func (k *Blocks) String(b []byte) string {
 		return ""
 	}
 	if len(b) > cap(k.block)-len(k.block) {
-		k.block = make([]byte, 0, max(Size, len(b)))
+		k.block = make([]byte, 0, max(min(2*cap(k.block), Size), first, len(b)))
 	}
 	off := len(k.block)
 	k.block = append(k.block, b...)

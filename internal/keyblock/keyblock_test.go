@@ -1,8 +1,10 @@
 package keyblock_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/durable-go/durable/internal/keyblock"
 )
@@ -50,3 +52,27 @@ func TestAllocations(t *testing.T) {
 		t.Fatalf("200 strings of 15 bytes: %v allocations, want at most 1", allocs)
 	}
 }
+
+// The blocks grow from 256 bytes to Size: a string or two cost a small block.
+func TestBlockSizes(t *testing.T) {
+	var k keyblock.Blocks
+	b := make([]byte, 100)
+	var sizes []int
+	var prev string
+	for range 200 {
+		s := k.String(b)
+		if prev == "" || addr(s) != addr(prev)+uintptr(len(prev)) {
+			sizes = append(sizes, 0) // a new block
+		}
+		sizes[len(sizes)-1] += len(s)
+		prev = s
+	}
+	// Blocks of 256, 512, 1024, 2048 and 4096 bytes hold 2, 5, 10, 20 and 40
+	// strings of 100 bytes.
+	want := []int{200, 500, 1000, 2000, 4000, 4000, 4000, 4000}
+	if len(sizes) < len(want) || !slices.Equal(sizes[:len(want)], want) {
+		t.Fatalf("bytes per block: %v, want %v first", sizes, want)
+	}
+}
+
+func addr(s string) uintptr { return uintptr(unsafe.Pointer(unsafe.StringData(s))) }

@@ -477,9 +477,9 @@ func (j *Journal) readBack(ctx context.Context, keys, stored [][]byte) error {
 // it calls fn for every key that starts with prefix, in byte order. value is
 // valid only until fn returns: it is the bytes of the row as received, which
 // the connection reads the next row over. The keys of one Scan share blocks of
-// 4 KiB: a key that fn keeps keeps its block in memory. The query's connection
-// stays in use until Scan returns, so fn should not wait for other calls on a
-// pool that has no connection to spare.
+// up to 4 KiB: a key that fn keeps keeps its block in memory. The query's
+// connection stays in use until Scan returns, so fn should not wait for other
+// calls on a pool that has no connection to spare.
 func (j *Journal) Scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
 	if err := ctx.Err(); err != nil {
 		return j.opError("scan", prefix, err)

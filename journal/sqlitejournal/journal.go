@@ -294,8 +294,8 @@ func (j *Journal) Get(ctx context.Context, key string) ([]byte, bool, error) {
 // fn may call Get, Put and Scan, as long as Scans nested in fn do not take
 // every scanning connection. A write by fn may or may not be visited by the
 // same Scan. Once ctx is done, Scan visits no further entry and returns ctx's
-// error. The keys of one Scan share blocks of 4 KiB: a key that fn keeps keeps
-// its block in memory.
+// error. The keys of one Scan share blocks of up to 4 KiB: a key that fn keeps
+// keeps its block in memory.
 func (j *Journal) Scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sqlitejournal: scan %q: %w", prefix, err)

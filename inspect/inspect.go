@@ -102,7 +102,9 @@ func Entries(ctx context.Context, j journal.Journal, executionID string) iter.Se
 		prefix := record.Escape(executionID) + "/"
 		stop := errors.New("stop")
 		err := s.Scan(ctx, prefix, func(key string, value []byte) error {
-			if !yield(decode(key, prefix, value), nil) {
+			// The journal lends value until this function returns; the
+			// Entry, which the caller may keep, holds a copy.
+			if !yield(decode(key, prefix, slices.Clone(value)), nil) {
 				return stop
 			}
 			return nil

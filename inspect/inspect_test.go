@@ -42,15 +42,23 @@ func (s *scanJournal) Put(ctx context.Context, key string, value []byte) ([]byte
 	return stored, err
 }
 
+// Scan lends each value, as journal.Scanner allows: fn gets it in a buffer
+// that is overwritten once fn returns.
 func (s *scanJournal) Scan(ctx context.Context, prefix string, fn func(string, []byte) error) error {
 	s.mu.Lock()
 	keys := slices.Clone(s.keys)
 	s.mu.Unlock()
 	sort.Strings(keys)
+	var lent []byte
 	for _, k := range keys {
 		if strings.HasPrefix(k, prefix) {
 			v, _, _ := s.Get(ctx, k)
-			if err := fn(k, v); err != nil {
+			lent = append(lent[:0], v...)
+			err := fn(k, lent)
+			for i := range lent {
+				lent[i] = 0xdb
+			}
+			if err != nil {
 				return err
 			}
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/durable-go/durable/internal/scanbench"
 	"github.com/durable-go/durable/journal/pgjournal"
 )
 
@@ -79,4 +80,10 @@ func benchmarkPut(b *testing.B, callers int, opts []pgjournal.Option) {
 	}
 	b.ReportMetric(float64(i)/elapsed.Seconds(), "checkpoints/s")
 	b.ReportMetric(float64(i)/float64(pgjournal.Transactions(j)-txns), "puts/txn")
+}
+
+// BenchmarkScan measures one Scan over the entries of a finished fan-out of
+// 10,000 branches; see [scanbench.Run].
+func BenchmarkScan(b *testing.B) {
+	scanbench.Run(b, openJournal(b, newTable(b)))
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/durable-go/durable/internal/keyblock"
 	"github.com/durable-go/durable/journal"
 )
 
@@ -473,9 +474,12 @@ func (j *Journal) readBack(ctx context.Context, keys, stored [][]byte) error {
 }
 
 // Scan implements [journal.Scanner] with one range query over the primary key:
-// it calls fn for every key that starts with prefix, in byte order. fn may keep
-// value. The query's connection stays in use until Scan returns, so fn should
-// not wait for other calls on a pool that has no connection to spare.
+// it calls fn for every key that starts with prefix, in byte order. value is
+// valid only until fn returns: it is the bytes of the row as received, which
+// the connection reads the next row over. The keys of one Scan share blocks of
+// up to 4 KiB: a key that fn keeps keeps its block in memory. The query's
+// connection stays in use until Scan returns, so fn should not wait for other
+// calls on a pool that has no connection to spare.
 func (j *Journal) Scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
 	if err := ctx.Err(); err != nil {
 		return j.opError("scan", prefix, err)
@@ -495,12 +499,23 @@ func (j *Journal) Scan(ctx context.Context, prefix string, fn func(key string, v
 		return j.opError("scan", prefix, err)
 	}
 	defer rows.Close()
-	var k, v []byte
+	// In binary format a bytea's raw value is its bytes, which fn can have
+	// without a copy. A pool set to use the simple protocol gets text, which
+	// only Scan decodes.
+	fields := rows.FieldDescriptions()
+	raw := len(fields) == 2 && fields[0].Format == pgx.BinaryFormatCode && fields[1].Format == pgx.BinaryFormatCode
+	var (
+		keys keyblock.Blocks
+		k, v []byte
+	)
 	for rows.Next() {
-		if err := rows.Scan(&k, &v); err != nil {
+		if raw {
+			values := rows.RawValues()
+			k, v = values[0], values[1]
+		} else if err := rows.Scan(&k, &v); err != nil {
 			return j.opError("scan", prefix, err)
 		}
-		if err := fn(string(k), v); err != nil {
+		if err := fn(keys.String(k), v); err != nil {
 			return err
 		}
 	}

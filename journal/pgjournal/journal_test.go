@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -600,4 +601,36 @@ func TestErrorsNameTheKey(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	require.ErrorContains(t, err, `"other/key"`)
 	require.False(t, errors.Is(err, journal.ErrClosed))
+}
+
+// A pool that uses the simple protocol receives bytea as text, which Scan
+// decodes; it visits the same entries as one that receives them in binary.
+func TestScanSimpleProtocol(t *testing.T) {
+	ctx := context.Background()
+	table := newTable(t)
+	j := openJournal(t, table)
+	want := map[string]string{"s/": "", "s/\x00": "\x00\xff", "s/a": "a", "s/\xff\xff": "\\x41"}
+	for k, v := range want {
+		_, err := j.Put(ctx, k, []byte(v))
+		require.NoError(t, err)
+	}
+	url := databaseURL(t)
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	simple, err := pgjournal.Open(ctx, url+sep+"default_query_exec_mode=simple_protocol", pgjournal.WithTable(table))
+	require.NoError(t, err)
+	defer simple.Close()
+	for _, s := range []*pgjournal.Journal{j, simple} {
+		got := map[string]string{}
+		var order []string
+		require.NoError(t, s.Scan(ctx, "s/", func(k string, v []byte) error {
+			got[k] = string(v)
+			order = append(order, k)
+			return nil
+		}))
+		require.Equal(t, want, got)
+		require.True(t, slices.IsSorted(order), "keys in byte order: %q", order)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/durable-go/durable/internal/scanbench"
 	"github.com/durable-go/durable/journal/sqlitejournal"
 )
 
@@ -46,4 +47,10 @@ func BenchmarkPut(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkScan measures one Scan over the entries of a finished fan-out of
+// 10,000 branches; see [scanbench.Run].
+func BenchmarkScan(b *testing.B) {
+	scanbench.Run(b, openAt(b, tempPath(b)))
 }

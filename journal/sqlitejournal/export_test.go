@@ -2,7 +2,10 @@ package sqlitejournal
 
 import (
 	"context"
+	"strconv"
 	"time"
+
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Successor exposes the upper bound of a prefix scan.
@@ -44,4 +47,26 @@ func DeleteBatch(ctx context.Context, j *Journal, id string, solo bool) (n int64
 // DeleteOlderBatch runs one transaction of DeleteOlder.
 func DeleteOlderBatch(ctx context.Context, j *Journal, before time.Time) (deleted int, more bool, err error) {
 	return j.deleteOlderBatch(ctx, before.UnixMilli())
+}
+
+// ScanConns reports how many connections j's Scans may hold at once.
+func ScanConns(j *Journal) int { return cap(j.scan.tokens) }
+
+// ScanPragma reports the value of PRAGMA name, a number, on a connection of
+// j's Scans.
+func ScanPragma(j *Journal, name string) (string, error) {
+	c, err := j.scan.get(context.Background())
+	if err != nil {
+		return "", err
+	}
+	defer j.scan.put(c)
+	stmt, err := c.prepare("PRAGMA " + name)
+	if err != nil {
+		return "", err
+	}
+	defer sqlite3.Xsqlite3_finalize(c.tls, stmt)
+	if rc := sqlite3.Xsqlite3_step(c.tls, stmt); rc != sqlite3.SQLITE_ROW {
+		return "", c.error("step", rc)
+	}
+	return strconv.FormatInt(sqlite3.Xsqlite3_column_int64(c.tls, stmt, 0), 10), nil
 }

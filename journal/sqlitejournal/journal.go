@@ -44,8 +44,10 @@ const (
 // concurrent use, and several Journals, in one process or in several, may use
 // the same file at once.
 //
-// A Journal holds two pools of connections to the file: one connection that
-// writes, used by the committer, and a few that read, used by Get and Scan.
+// A Journal holds three pools of connections to the file: one connection that
+// writes, used by the committer; a few that read, used by Get and by listing
+// executions; and a few that Scan uses, opened with SQLite's C API rather than
+// through database/sql.
 type Journal struct {
 	path string
 	cfg  config
@@ -55,8 +57,9 @@ type Journal struct {
 
 	insert, readBack *sql.Stmt // prepared on w
 	count            *sql.Stmt // prepared on w
-	get, scanFrom    *sql.Stmt // prepared on r
-	scanBetween      *sql.Stmt // prepared on r
+	get              *sql.Stmt // prepared on r
+
+	scan *scanners // Scan's connections
 
 	mu     sync.Mutex
 	queue  []*request // Puts waiting for the committer; at most one per blocked caller
@@ -156,6 +159,11 @@ func open(path string, cfg config) (_ *Journal, err error) {
 	readers := max(4, runtime.GOMAXPROCS(0))
 	j.r.SetMaxOpenConns(readers)
 	j.r.SetMaxIdleConns(readers)
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	j.scan = newScanners(abs, readers, cfg.busyTimeout)
 
 	for _, p := range []struct {
 		db   *sql.DB
@@ -166,8 +174,6 @@ func open(path string, cfg config) (_ *Journal, err error) {
 		{j.w, &j.readBack, getSQL},
 		{j.w, &j.count, countSQL},
 		{j.r, &j.get, getSQL},
-		{j.r, &j.scanFrom, scanFromSQL},
-		{j.r, &j.scanBetween, scanBetweenSQL},
 	} {
 		if *p.stmt, err = p.db.PrepareContext(ctx, p.sql); err != nil {
 			return nil, err
@@ -245,7 +251,7 @@ func (j *Journal) Close() error {
 
 func (j *Journal) closeDB() error {
 	var errs []error
-	stmts := append([]*sql.Stmt{j.insert, j.readBack, j.count, j.get, j.scanFrom, j.scanBetween}, j.rows[:]...)
+	stmts := append([]*sql.Stmt{j.insert, j.readBack, j.count, j.get}, j.rows[:]...)
 	for _, s := range stmts {
 		if s != nil {
 			errs = append(errs, s.Close())
@@ -255,6 +261,9 @@ func (j *Journal) closeDB() error {
 		if db != nil {
 			errs = append(errs, db.Close())
 		}
+	}
+	if j.scan != nil {
+		errs = append(errs, j.scan.close())
 	}
 	return errors.Join(errs...)
 }
@@ -280,10 +289,13 @@ func (j *Journal) Get(ctx context.Context, key string) ([]byte, bool, error) {
 
 // Scan implements [journal.Scanner] with one range query over the primary
 // key, visiting keys in ascending byte order. value is valid only until fn
-// returns. Scan holds one of the journal's reading connections (there are
-// max(4, GOMAXPROCS)) while it runs; fn may call Get, Put and Scan, as long as
-// Scans nested in fn do not take every reading connection. A write by fn may or
-// may not be visited by the same Scan.
+// returns: it is the bytes SQLite holds, not a copy. Scan holds one of the
+// journal's scanning connections (there are max(4, GOMAXPROCS)) while it runs;
+// fn may call Get, Put and Scan, as long as Scans nested in fn do not take
+// every scanning connection. A write by fn may or may not be visited by the
+// same Scan. Once ctx is done, Scan visits no further entry and returns ctx's
+// error. The keys of one Scan share blocks of up to 4 KiB: a key that fn keeps
+// keeps its block in memory.
 func (j *Journal) Scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sqlitejournal: scan %q: %w", prefix, err)
@@ -291,29 +303,16 @@ func (j *Journal) Scan(ctx context.Context, prefix string, fn func(key string, v
 	if j.closed.Load() {
 		return fmt.Errorf("sqlitejournal: scan %q: %w", prefix, journal.ErrClosed)
 	}
-	var (
-		rows *sql.Rows
-		err  error
-	)
-	if end, ok := successor(prefix); ok {
-		rows, err = j.scanBetween.QueryContext(ctx, blob(prefix), end)
-	} else {
-		rows, err = j.scanFrom.QueryContext(ctx, blob(prefix))
-	}
+	c, err := j.scan.get(ctx)
 	if err != nil {
 		return fmt.Errorf("sqlitejournal: scan %q: %w", prefix, j.interpret(ctx, err))
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var k, v sql.RawBytes
-		if err := rows.Scan(&k, &v); err != nil {
-			return fmt.Errorf("sqlitejournal: scan %q: %w", prefix, err)
-		}
-		if err := fn(string(k), nonNil(v)); err != nil {
-			return err
-		}
+	defer j.scan.put(c)
+	fnErr, err := c.scan(ctx, prefix, fn)
+	if fnErr != nil {
+		return fnErr
 	}
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return fmt.Errorf("sqlitejournal: scan %q: %w", prefix, j.interpret(ctx, err))
 	}
 	return nil

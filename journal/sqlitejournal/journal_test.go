@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,6 +77,9 @@ func TestPragmas(t *testing.T) {
 				require.Equal(t, want, w, "PRAGMA %s on the writer", pragma)
 				require.Equal(t, want, r, "PRAGMA %s on a reader", pragma)
 			}
+			busy, err := sqlitejournal.ScanPragma(j, "busy_timeout")
+			require.NoError(t, err)
+			require.Equal(t, tc.busy, busy, "PRAGMA busy_timeout on a connection of Scan")
 		})
 	}
 }
@@ -121,6 +125,14 @@ func TestOddPaths(t *testing.T) {
 		require.NoError(t, err)
 		_, err = os.Stat(path)
 		require.NoError(t, err, "the journal must live at exactly %q", path)
+		n := 0
+		require.NoError(t, j.Scan(bg, "", func(k string, v []byte) error {
+			n++
+			require.Equal(t, "k", k)
+			require.Equal(t, "v", string(v))
+			return nil
+		}))
+		require.Equal(t, 1, n, "Scan reads the journal at %q", path)
 	}
 }
 
@@ -592,4 +604,122 @@ func TestScanCallsBack(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, 5, n)
+}
+
+// A Scan whose context is done stops before the next entry; the connection it
+// used serves the Scans after it.
+func TestScanCancelled(t *testing.T) {
+	j := openAt(t, tempPath(t))
+	for i := range 10 {
+		_, err := j.Put(bg, fmt.Sprint("c/", i), []byte("v"))
+		require.NoError(t, err)
+	}
+	// Twice as many rounds as there are connections, so that each is used
+	// again after a cancelled Scan.
+	for range 2 * sqlitejournal.ScanConns(j) {
+		ctx, cancel := context.WithCancel(bg)
+		calls := 0
+		err := j.Scan(ctx, "c/", func(string, []byte) error {
+			calls++
+			if calls == 3 {
+				cancel()
+			}
+			return nil
+		})
+		require.ErrorIs(t, err, context.Canceled)
+		require.ErrorContains(t, err, `sqlitejournal: scan "c/"`)
+		require.Equal(t, 3, calls, "no entry is visited after the context is done")
+
+		n := 0
+		require.NoError(t, j.Scan(bg, "c/", func(string, []byte) error { n++; return nil }))
+		require.Equal(t, 10, n)
+	}
+}
+
+// Scans that hold every connection of Scan while the journal closes finish
+// their entries; a Scan waiting for a connection gives up when its context is
+// done, and a Scan after Close fails.
+func TestScanDuringClose(t *testing.T) {
+	j, err := sqlitejournal.Open(tempPath(t))
+	require.NoError(t, err)
+	for i := range 3 {
+		_, err := j.Put(bg, fmt.Sprint("d/", i), []byte("v"))
+		require.NoError(t, err)
+	}
+	conns := sqlitejournal.ScanConns(j)
+	held := make(chan struct{})
+	release := make(chan struct{})
+	results := make(chan error, conns)
+	for range conns {
+		go func() {
+			n := 0
+			err := j.Scan(bg, "d/", func(string, []byte) error {
+				if n++; n == 1 {
+					held <- struct{}{}
+					<-release
+				}
+				return nil
+			})
+			if err == nil && n != 3 {
+				err = fmt.Errorf("visited %d entries, want 3", n)
+			}
+			results <- err
+		}()
+	}
+	for range conns {
+		<-held
+	}
+
+	ctx, cancel := context.WithCancel(bg)
+	waiting := make(chan error, 1)
+	go func() {
+		waiting <- j.Scan(ctx, "d/", func(string, []byte) error { return errors.New("no connection was free") })
+	}()
+	cancel()
+	require.ErrorIs(t, <-waiting, context.Canceled)
+
+	require.NoError(t, j.Close())
+	close(release)
+	for range conns {
+		require.NoError(t, <-results)
+	}
+	err = j.Scan(bg, "d/", func(string, []byte) error { return nil })
+	require.ErrorIs(t, err, journal.ErrClosed)
+}
+
+// Close closes every connection, those of Scan too: SQLite removes the
+// write-ahead log when the last connection to the file closes.
+func TestCloseClosesScanConnections(t *testing.T) {
+	path := tempPath(t)
+	j, err := sqlitejournal.Open(path)
+	require.NoError(t, err)
+	_, err = j.Put(bg, "k", []byte("v"))
+	require.NoError(t, err)
+	require.NoError(t, j.Scan(bg, "", func(string, []byte) error { return nil }))
+	_, err = os.Stat(path + "-wal")
+	require.NoError(t, err, "the log exists while the journal is open")
+	require.NoError(t, j.Close())
+	_, err = os.Stat(path + "-wal")
+	require.ErrorIs(t, err, os.ErrNotExist, "a connection is still open")
+}
+
+// fn may keep the keys Scan gives it, however many there are and however long.
+func TestScanKeysKept(t *testing.T) {
+	j := openAt(t, tempPath(t))
+	var want []string
+	for i := range 3000 {
+		want = append(want, fmt.Sprintf("kept/%d/%s", i, strings.Repeat("x", i%40)))
+	}
+	want = append(want, "kept/long/"+strings.Repeat("y", 4096), "kept/longer/"+strings.Repeat("z", 10_000))
+	for _, k := range want {
+		_, err := j.Put(bg, k, []byte("v"))
+		require.NoError(t, err)
+	}
+	sort.Strings(want)
+	var got []string
+	require.NoError(t, j.Scan(bg, "kept/", func(k string, _ []byte) error {
+		got = append(got, k)
+		return nil
+	}))
+	require.Equal(t, want, got)
 }

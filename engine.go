@@ -132,6 +132,11 @@ type worker struct {
 	checkpointing bool
 	wake          chan int    // made the first time it waits
 	panicked      *PanicError // the panic of branch i, without a journal
+	// digest: item i's digest, in a batch named by index with a journal,
+	// taken before the branch runs (fn may change the item) and here, a
+	// frame up from stepJournaled, where a deep digest has room on a young
+	// stack.
+	digest [16]byte
 }
 
 // statusRunning marks a dispatched branch; statuses are final once counted.
@@ -385,12 +390,23 @@ func (b *batch[T]) work(i int) {
 	defer b.exit(&w)
 	if b.sc != nil {
 		for w.i >= 0 {
+			if b.digestOf != nil {
+				w.digest = b.digestOf(w.i)
+			}
 			w.i = b.stepJournaled(&w, w.i)
 		}
 		return
 	}
+	b.workPlain(&w)
+}
+
+// workPlain is work without a journal: its own frame, so that work's stays
+// small for the journaled path's young stack.
+//
+//go:noinline
+func (b *batch[T]) workPlain(w *worker) {
 	for w.i >= 0 {
-		b.steps(&w)
+		b.steps(w)
 		if p := w.panicked; p != nil {
 			w.panicked = nil
 			var v T
@@ -505,12 +521,9 @@ func (b *batch[T]) countNow(i int, v T, err error) int {
 // memory.
 func (b *batch[T]) stepJournaled(w *worker, i int) int {
 	key := b.key(i)
-	// The item's digest is taken before the branch runs: fn may change the
-	// item.
 	var digest string // does not escape: no allocation
 	if b.digestOf != nil {
-		sum := b.digestOf(i)
-		digest = string(sum[:])
+		digest = string(w.digest[:])
 	}
 	codec := b.codecOf(i)
 	start := b.clock.now()

@@ -143,9 +143,12 @@ func (a *attempts) backoff(key string, n int) time.Duration {
 	p := &a.retry
 	w := float64(p.Backoff) * math.Pow(p.Multiplier, float64(n-1))
 	if p.Jitter > 0 {
-		// A fraction in [-1, 1) drawn from the key and n: the same on every run.
-		hi, _ := fnv128a([]byte(key + "\x00" + strconv.Itoa(n)))
-		u := float64(hi>>11)/(1<<53)*2 - 1
+		// A fraction in [-1, 1) drawn from the key and n: the same on every
+		// run. FNV's high bits barely depend on the input's last bytes, where
+		// keys of siblings and n differ: the hash is mixed first.
+		h := newFNV()
+		h.bytes([]byte(key + "\x00" + strconv.Itoa(n)))
+		u := float64(h.mixed().hi>>11)/(1<<53)*2 - 1
 		w += w * p.Jitter * u
 	}
 	if p.MaxBackoff > 0 && w > float64(p.MaxBackoff) {

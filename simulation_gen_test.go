@@ -27,14 +27,29 @@ const (
 	simRace                    // Race
 	simAny                     // Any
 	simGroup                   // NewGroup, Go, Wait
+	simEach                    // SettleEach, branches named by index, with a random policy
+	simEachKey                 // SettleEach with WithKey
 )
 
-var simKindNames = [...]string{"Step", "Parallel", "ParallelNamed", "FanOut", "FanOutKey", "Settle", "Race", "Any", "Group"}
+var (
+	simKindNames  = [...]string{"Step", "Parallel", "ParallelNamed", "FanOut", "FanOutKey", "Settle", "Race", "Any", "Group", "SettleEach", "SettleEachKey"}
+	simKindPrefix = [...]string{"s", "p", "n", "f", "k", "t", "r", "a", "g", "e", "h"}
+)
 
 func (k simKind) String() string { return simKindNames[k] }
 
 // final reports whether a completed call of kind k is journaled as a decision.
-func (k simKind) final() bool { return k == simSettle || k == simRace || k == simAny }
+func (k simKind) final() bool { return k.settles() || k == simRace || k == simAny }
+
+// settles reports whether a call of kind k returns a BatchResult: Settle or
+// SettleEach.
+func (k simKind) settles() bool { return k == simSettle || k == simEach || k == simEachKey }
+
+// byIndex reports whether the branches of a call of kind k are named by index.
+func (k simKind) byIndex() bool { return k == simFanOut || k == simEach }
+
+// keyed reports whether the branches of a call of kind k are named by WithKey.
+func (k simKind) keyed() bool { return k == simFanKey || k == simEachKey }
 
 // simType is the value type of a call: its branches' and its own.
 type simType uint8
@@ -88,7 +103,7 @@ type simCall struct {
 	typ      simType
 	limit    int           // WithMaxConcurrency, 0: none
 	timeout  time.Duration // WithTimeout, 0: none
-	policy   []simPolicy   // Settle's WithCompletion
+	policy   []simPolicy   // Settle's and SettleEach's WithCompletion
 	branches []*simBranch
 	leaf     *simLeaf
 }
@@ -239,8 +254,8 @@ func (g *simGen) call(top, depth int, comb bool) *simCall {
 		c.leaf = g.leaf(top, depth == 0)
 		return c
 	}
-	c.kind = simKind(1 + rng.IntN(8))
-	c.name = strings.ToLower(c.kind.String()[:1]) + strconv.Itoa(c.id)
+	c.kind = simKind(1 + rng.IntN(int(simEachKey)))
+	c.name = simKindPrefix[c.kind] + strconv.Itoa(c.id)
 	n := 1 + rng.IntN(g.width)
 	if rng.IntN(5) < 2 {
 		c.limit = 1 + rng.IntN(n)
@@ -248,12 +263,12 @@ func (g *simGen) call(top, depth int, comb bool) *simCall {
 	if rng.IntN(3) == 0 {
 		g.calls = append(g.calls, c)
 	}
-	if c.kind == simSettle {
+	if c.kind.settles() {
 		c.policy = genSimPolicy(rng, n)
 	}
 	for i := range n {
 		b := &simBranch{id: g.id(), top: top, name: "b" + strconv.Itoa(i)}
-		if c.kind == simFanKey {
+		if c.kind.keyed() {
 			b.name = "k" + strconv.Itoa(i)
 		}
 		for depth < 2 && g.budget > 1 && len(b.body) < 3 && rng.IntN(3) == 0 {
@@ -326,7 +341,7 @@ func (p *simProg) index() {
 				b.parent = c
 				p.leaves[b.leaf.id] = b.leaf
 				b.key = c.key + "/" + b.name
-				if c.kind == simFanOut {
+				if c.kind.byIndex() {
 					b.key = c.key + "/" + strconv.Itoa(i)
 				}
 				calls(b.key, b, b.body)

@@ -53,21 +53,22 @@ package durable_test
 //
 //   - No leaf function (a branch's, or a Step.Run's Fn) runs in a run that began
 //     with its key in the journal, none runs twice in one run, and no branch of a
-//     Settle, Race or Any runs in a run that began with its decision journaled.
+//     Settle, SettleEach, Race or Any runs in a run that began with its decision
+//     journaled.
 //   - In a run without faults, every function that returned a success or a
 //     Permanent failure has its outcome stored.
 //   - A combinator returns only once all its branch functions have returned, and
 //     a run leaves no goroutine running the engine's code or a branch (the stacks
 //     are compared; synctest.Test waits for the bubble, TestMain runs goleak).
-//   - A Settle, Race or Any that returned a result returns that same result in
-//     every run of the sequence that returns one (a journaled decision is final),
-//     and the Replayed flag of each item says whether its function ran.
-//   - The first result each Settle, Race and Any returned in the sequence, and the
-//     last run's results — of every call, nested ones included unless a branch
-//     around them returned with its context ended in either run — equal the
-//     crash-free run's; in the last run, nothing began or returned later than in
-//     the crash-free run, and nothing began that did not begin then, except a
-//     branch that waited for its context to end.
+//   - A Settle, SettleEach, Race or Any that returned a result returns that same
+//     result in every run of the sequence that returns one (a journaled decision
+//     is final), and the Replayed flag of each item says whether its function ran.
+//   - The first result each Settle, SettleEach, Race and Any returned in the
+//     sequence, and the last run's results — of every call, nested ones included
+//     unless a branch around them returned with its context ended in either run
+//     — equal the crash-free run's; in the last run, nothing began or returned
+//     later than in the crash-free run, and nothing began that did not begin
+//     then, except a branch that waited for its context to end.
 //
 // # Allowed differences
 //
@@ -79,7 +80,7 @@ package durable_test
 //     sequence. When a flaky leaf ran again in a later run and succeeded, its
 //     top-level call may differ.
 //   - (b) DESIGN.md: "a completed Settle, Race or Any is final: its decision ... is
-//     journaled", and "when a resumed run restores branches that finished before
+//     journaled" (doc.go: "A completed Settle, SettleEach, Race or Any is final"), and "when a resumed run restores branches that finished before
 //     the crash, it counts them in their original completion order, so a policy
 //     reaches the same decision it would have reached then" — with engine.go's
 //     "Outcomes that are not journaled (plain failures, journal errors) are counted
@@ -90,9 +91,10 @@ package durable_test
 //     its successes (values included) and its Permanent failures are the crash-free
 //     run's, and every failure it reports is one the crash-free run reported, but a
 //     branch that failed plainly, was Cancelled or was NotStarted in the crash-free
-//     run may be Cancelled or NotStarted instead. Only Settle shows statuses:
-//     Race's winner and Any's value and errors are compared exactly, and a nested
-//     Settle's result goes into its branch's value as its reason and successes.
+//     run may be Cancelled or NotStarted instead. Only Settle and SettleEach show
+//     statuses: Race's winner and Any's value and errors are compared exactly, and
+//     a nested Settle's or SettleEach's result goes into its branch's value as its
+//     reason and successes.
 //   - (c) DESIGN.md: "a journaled success is returned without running Fn" — only a
 //     journaled one: a branch or step that was running when the process died, or
 //     whose checkpoint failed, runs again. Runs are counted only against the keys
@@ -106,8 +108,8 @@ package durable_test
 //     branch that returned an outcome the journal keeps after its context ended
 //     was not counted by the run that ran it; when a later run restored it and its
 //     combinator returned there what it did not in the crash-free run, its
-//     top-level call may differ. Not for a Settle's branch that finished after the
-//     Settle's own deadline: "Branch records carry when the branch finished, so
+//     top-level call may differ. Not for a Settle's or SettleEach's branch that
+//     finished after its batch's own deadline: "Branch records carry when the branch finished, so
 //     that a resumed run counts only what finished before a journaled deadline"
 //     (DESIGN.md, "Records are checked").
 //   - A top-level call that (a) or (d) excuses and that ran late in some run made
@@ -722,6 +724,36 @@ func simValueResult(v any, err error) (simResult, string, error) {
 	return simResult{Value: s}, s, nil
 }
 
+// simBatchResult is the result of Settle or SettleEach c, which returned br, err.
+func simBatchResult[T any](r *simRun, c *simCall, br *durable.BatchResult[T], err error) (simResult, string, error) {
+	if err != nil {
+		return simResult{Err: simErrOf(err, true)}, "", err
+	}
+	res := simResult{Reason: br.Reason}
+	// What a branch makes of a nested Settle: its reason and its successes,
+	// which allowed difference (b) leaves as they were.
+	digest := br.Reason.String()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, it := range br.Items {
+		item := simItem{Status: it.Status, Replayed: it.Replayed}
+		switch it.Status {
+		case durable.StatusSucceeded:
+			item.Value = fmt.Sprint(it.Value)
+			digest += " " + strconv.Itoa(i) + "=" + item.Value
+		case durable.StatusFailed:
+			item.Err = simErrOf(it.Err, false)
+		}
+		if it.Status == durable.StatusSucceeded || it.Status == durable.StatusFailed {
+			if ran := r.ran[c.branches[i].id] > 0; it.Replayed == ran {
+				r.problems = append(r.problems, fmt.Sprintf("%s #%d item %d: Replayed=%v, but its function ran=%v", c.kind, c.id, i, it.Replayed, ran))
+			}
+		}
+		res.Items = append(res.Items, item)
+	}
+	return res, digest, nil
+}
+
 // simInvoke makes call c with values of type T.
 func simInvoke[T any](r *simRun, ctx context.Context, c *simCall) (simResult, string, error) {
 	if c.kind == simStep {
@@ -761,6 +793,15 @@ func simInvoke[T any](r *simRun, ctx context.Context, c *simCall) (simResult, st
 		fns[i] = simBranchFn[T](r, c, b)
 		steps[i] = durable.NewStep(b.name, fns[i])
 	}
+	// FanOut's and SettleEach's items are the branches' indexes.
+	items := make([]int, len(c.branches))
+	for i := range items {
+		items[i] = i
+	}
+	itemFn := func(ctx context.Context, i int) (T, error) { return fns[i](ctx) }
+	if c.kind.keyed() {
+		opts = append(opts, durable.WithKey(func(i int) string { return c.branches[i].name }))
+	}
 	switch c.kind {
 	case simParallel:
 		vs, err := durable.Parallel(ctx, c.name, steps, opts...)
@@ -769,14 +810,7 @@ func simInvoke[T any](r *simRun, ctx context.Context, c *simCall) (simResult, st
 		m, err := durable.ParallelNamed(ctx, c.name, steps, opts...)
 		return simValueResult(m, err) // fmt prints maps sorted by key
 	case simFanOut, simFanKey:
-		items := make([]int, len(c.branches))
-		for i := range items {
-			items[i] = i
-		}
-		if c.kind == simFanKey {
-			opts = append(opts, durable.WithKey(func(i int) string { return c.branches[i].name }))
-		}
-		vs, err := durable.FanOut(ctx, c.name, items, func(ctx context.Context, i int) (T, error) { return fns[i](ctx) }, opts...)
+		vs, err := durable.FanOut(ctx, c.name, items, itemFn, opts...)
 		return simValueResult(vs, err)
 	case simRace:
 		v, err := durable.Race(ctx, c.name, steps, opts...)
@@ -786,32 +820,10 @@ func simInvoke[T any](r *simRun, ctx context.Context, c *simCall) (simResult, st
 		return simValueResult(v, err)
 	case simSettle:
 		br, err := durable.Settle(ctx, c.name, steps, opts...)
-		if err != nil {
-			return simResult{Err: simErrOf(err, true)}, "", err
-		}
-		res := simResult{Reason: br.Reason}
-		// What a branch makes of a nested Settle: its reason and its successes,
-		// which allowed difference (b) leaves as they were.
-		digest := br.Reason.String()
-		r.mu.Lock()
-		for i, it := range br.Items {
-			item := simItem{Status: it.Status, Replayed: it.Replayed}
-			switch it.Status {
-			case durable.StatusSucceeded:
-				item.Value = fmt.Sprint(it.Value)
-				digest += " " + strconv.Itoa(i) + "=" + item.Value
-			case durable.StatusFailed:
-				item.Err = simErrOf(it.Err, false)
-			}
-			if it.Status == durable.StatusSucceeded || it.Status == durable.StatusFailed {
-				if ran := r.ran[c.branches[i].id] > 0; it.Replayed == ran {
-					r.problems = append(r.problems, fmt.Sprintf("Settle #%d item %d: Replayed=%v, but its function ran=%v", c.id, i, it.Replayed, ran))
-				}
-			}
-			res.Items = append(res.Items, item)
-		}
-		r.mu.Unlock()
-		return res, digest, nil
+		return simBatchResult(r, c, br, err)
+	case simEach, simEachKey:
+		br, err := durable.SettleEach(ctx, c.name, items, itemFn, opts...)
+		return simBatchResult(r, c, br, err)
 	case simGroup:
 		g := durable.NewGroup(ctx, c.name, opts...)
 		futs := make([]*durable.Future[T], len(c.branches))
@@ -1065,8 +1077,8 @@ func (s *simCase) check(runs []*simRun) []string {
 	}
 	// (d) needs a late branch stored by one run, restored by a later one, and its
 	// combinator returning there what the crash-free run did not, for another
-	// reason than that run's own fault. Not a Settle's branch that finished
-	// after the Settle's own deadline: DESIGN.md, "Records are checked": "Branch
+	// reason than that run's own fault. Not a Settle's or SettleEach's branch
+	// that finished after its batch's own deadline: DESIGN.md, "Records are checked": "Branch
 	// records carry when the branch finished, so that a resumed run counts only
 	// what finished before a journaled deadline" (the head's start is the
 	// crash-free run's: heads are written at planned instants).
@@ -1075,7 +1087,7 @@ func (s *simCase) check(runs []*simRun) []string {
 		for _, l := range late {
 			c := l.b.parent
 			res, ok := r.results[c.id]
-			if c.kind == simSettle && c.timeout > 0 && l.at > s.cf.begin[c.id]+c.timeout {
+			if c.kind.settles() && c.timeout > 0 && l.at > s.cf.begin[c.id]+c.timeout {
 				continue
 			}
 			// Not filtered by cut: what a call returned may be why its branch
@@ -1101,7 +1113,7 @@ func (s *simCase) check(runs []*simRun) []string {
 			}
 		}
 	}
-	// decided is, for each Settle, Race and Any, the first result it returned in
+	// decided is, for each Settle, SettleEach, Race and Any, the first result it returned in
 	// the sequence: the decision the journal holds.
 	decided := map[int]simResult{}
 	for _, id := range slices.Sorted(maps.Keys(s.p.callsBy)) {
@@ -1169,7 +1181,7 @@ func (s *simCase) compare(c *simCall, r *simRun, got simResult) string {
 		return fmt.Sprintf("returned, but not in the crash-free run:\n    %v", got)
 	case simSame(want, got):
 		return ""
-	case c.kind == simSettle && got.Err == nil && s.restored(c, r) && simSameDecision(want, got):
+	case c.kind.settles() && got.Err == nil && s.restored(c, r) && simSameDecision(want, got):
 		return "" // allowed difference (b)
 	}
 	return fmt.Sprintf("differs from the crash-free run:\n    want %v\n    got  %v", want, got)

@@ -111,6 +111,7 @@ type simCall struct {
 	// combinator's, given to it for each of its branches.
 	retry       *simRetry
 	stepTimeout time.Duration
+	codec       simCodec // WithCodec, given to NewStep or the combinator
 	branches    []*simBranch
 	leaf        *simLeaf
 	fn          *simFunc // a Step.Run's Fn
@@ -130,7 +131,27 @@ type simBranch struct {
 	// (combinators of steps only): they win over the combinator's.
 	retry       *simRetry
 	stepTimeout time.Duration
+	codec       simCodec
 	fn          *simFunc
+}
+
+// simCodec names a codec: none, or one of the simulation's own (simulation_test.go).
+type simCodec uint8
+
+const (
+	simNoCodec   simCodec = iota // encoding/json, or the one in scope
+	simTextCodec                 // simText
+	simGobCodec                  // gobCodec
+)
+
+var simCodecNames = [...]string{"", "text", "gob"}
+
+// codec draws a codec one time in oneIn.
+func (g *simGen) codec(oneIn int) simCodec {
+	if g.rng.IntN(oneIn) != 0 {
+		return simNoCodec
+	}
+	return simCodec(1 + g.rng.IntN(2))
 }
 
 // simRetry is a RetryPolicy. Its Backoff is drawn on the clock, as leaves'
@@ -176,7 +197,8 @@ type simFunc struct {
 	branch  *simBranch // nil for a Step.Run
 	max     int        // MaxAttempts, at least 1
 	timeout time.Duration
-	on      bool // the engine runs it under a policy: WithRetry or WithStepTimeout
+	on      bool     // the engine runs it under a policy: WithRetry or WithStepTimeout
+	codec   simCodec // what its values are encoded with, its own or the one in scope
 }
 
 // retried reports whether the engine journals f's failed attempts.
@@ -419,6 +441,7 @@ func (g *simGen) call(top, depth int, comb bool) *simCall {
 		}
 		c.retry = g.retry(4, func() { c.retry = nil; fix() })
 		g.stepTimeout(5, &c.stepTimeout, func() { c.stepTimeout = 0; fix() })
+		c.codec = g.codec(5)
 		c.leaf = g.leaf(top, depth == 0, c.retry, c.stepTimeout > 0)
 		return c
 	}
@@ -441,6 +464,7 @@ func (g *simGen) call(top, depth int, comb bool) *simCall {
 	if c.limit == 0 {
 		g.stepTimeout(6, &c.stepTimeout, func() { c.stepTimeout = 0 })
 	}
+	c.codec = g.codec(5)
 	steps := c.kind == simParallel || c.kind == simNamed || c.kind == simSettle || c.kind == simRace || c.kind == simAny
 	for i := range n {
 		b := &simBranch{id: g.id(), top: top, name: "b" + strconv.Itoa(i)}
@@ -448,6 +472,7 @@ func (g *simGen) call(top, depth int, comb bool) *simCall {
 			b.name = "k" + strconv.Itoa(i)
 		}
 		if steps {
+			b.codec = g.codec(8)
 			b.retry = g.retry(8, func() { b.retry = nil })
 			if c.limit == 0 {
 				g.stepTimeout(8, &b.stepTimeout, func() { b.stepTimeout = 0 })
@@ -508,8 +533,11 @@ func (p *simProg) index() {
 	p.leaves = make(map[int]*simLeaf)
 	p.callsBy = make(map[int]*simCall)
 	p.branch = make(map[int]*simBranch)
-	var calls func(scope string, parent *simBranch, cs []*simCall)
-	calls = func(scope string, parent *simBranch, cs []*simCall) {
+	// A codec given to NewStep applies to the step, given to a combinator to
+	// each of its branches, and to everything run inside them, unless they
+	// name one of their own (codec.go's WithCodec).
+	var calls func(scope string, parent *simBranch, codec simCodec, cs []*simCall)
+	calls = func(scope string, parent *simBranch, codec simCodec, cs []*simCall) {
 		seen := map[string]int{}
 		for _, c := range cs {
 			p.callsBy[c.id] = c
@@ -522,7 +550,7 @@ func (p *simProg) index() {
 			if c.leaf != nil {
 				p.leaves[c.leaf.id] = c.leaf
 				c.fn = newSimFunc(c.leaf.id, c.retry, c.stepTimeout)
-				c.fn.key, c.fn.top = c.key, c.top
+				c.fn.key, c.fn.top, c.fn.codec = c.key, c.top, simCodecOr(c.codec, codec)
 				p.funcs = append(p.funcs, c.fn)
 			}
 			for i, b := range c.branches {
@@ -542,12 +570,21 @@ func (p *simProg) index() {
 				}
 				b.fn = newSimFunc(b.id, retry, timeout)
 				b.fn.key, b.fn.top, b.fn.call, b.fn.branch = b.key, b.top, c, b
+				b.fn.codec = simCodecOr(b.codec, simCodecOr(c.codec, codec))
 				p.funcs = append(p.funcs, b.fn)
-				calls(b.key, b, b.body)
+				calls(b.key, b, b.fn.codec, b.body)
 			}
 		}
 	}
-	calls(simExecution, nil, p.calls)
+	calls(simExecution, nil, simNoCodec, p.calls)
+}
+
+// simCodecOr is own, or inherited when own names none.
+func simCodecOr(own, inherited simCodec) simCodec {
+	if own != simNoCodec {
+		return own
+	}
+	return inherited
 }
 
 // String prints the program, one call or branch a line.
@@ -570,13 +607,13 @@ func (p *simProg) String() string {
 		if len(c.policy) > 0 {
 			fmt.Fprintf(&sb, " policy=%v", c.policy)
 		}
-		sb.WriteString(simAttemptsString(c.retry, c.stepTimeout))
+		sb.WriteString(simOptionsString(c.codec, c.retry, c.stepTimeout))
 		if c.leaf != nil {
 			fmt.Fprintf(&sb, " %s", c.leaf)
 		}
 		sb.WriteByte('\n')
 		for _, b := range c.branches {
-			fmt.Fprintf(&sb, "%s  #%d %s:%s %s\n", indent, b.id, b.name, simAttemptsString(b.retry, b.stepTimeout), b.leaf)
+			fmt.Fprintf(&sb, "%s  #%d %s:%s %s\n", indent, b.id, b.name, simOptionsString(b.codec, b.retry, b.stepTimeout), b.leaf)
 			for _, s := range b.body {
 				call(indent+"    ", s)
 			}
@@ -588,8 +625,11 @@ func (p *simProg) String() string {
 	return sb.String()
 }
 
-func simAttemptsString(retry *simRetry, stepTimeout time.Duration) string {
+func simOptionsString(codec simCodec, retry *simRetry, stepTimeout time.Duration) string {
 	var s string
+	if codec != simNoCodec {
+		s += " codec=" + simCodecNames[codec]
+	}
 	if retry != nil {
 		s += " " + retry.String()
 	}

@@ -78,6 +78,13 @@ package durable_test
 //     checkAttempts); an attempt after the first never begins before it began in
 //     the crash-free run (a resumed run waits the rest of the backoff); and no
 //     attempt outlives its step timeout with its context alive.
+//   - Some calls name a codec with WithCodec, of two of the simulation's own
+//     (simText, and codec_test.go's gobCodec), the same in every run of a sequence: every success the
+//     journal holds records the codec its function runs with — its step's own,
+//     else its combinator's, else the one in scope (codec.go: "given to a
+//     combinator, to each of its branches, and to everything run inside them,
+//     unless they name a codec of their own") — and the values it decodes
+//     compare as below.
 //   - A combinator returns only once all its branch functions have returned, and
 //     a run leaves no goroutine running the engine's code or a branch (the stacks
 //     are compared; synctest.Test waits for the bubble, TestMain runs goleak).
@@ -182,6 +189,7 @@ import (
 	"time"
 
 	"github.com/durable-go/durable"
+	jrecord "github.com/durable-go/durable/internal/record"
 	"github.com/durable-go/durable/journal"
 )
 
@@ -341,6 +349,127 @@ func (v simScanView) Scan(ctx context.Context, prefix string, fn func(key string
 		return errSimJournal
 	}
 	return v.s.Scan(ctx, prefix, fn)
+}
+
+// --- codecs ---
+
+// simText is a codec of the simulation's own: the values its calls return,
+// written as tagged text.
+type simText struct{}
+
+func (simText) Marshal(v any) ([]byte, error) {
+	switch v := v.(type) {
+	case int:
+		return strconv.AppendInt([]byte("i"), int64(v), 10), nil
+	case string:
+		return strconv.AppendQuote([]byte("s"), v), nil
+	case simValue:
+		return strconv.AppendQuote(strconv.AppendInt([]byte("v"), int64(v.N), 10), v.S), nil
+	case []string:
+		b := strconv.AppendInt([]byte("l"), int64(len(v)), 10)
+		for _, s := range v {
+			b = strconv.AppendQuote(b, s)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("simText: cannot encode a %T", v)
+}
+
+func (simText) Unmarshal(data []byte, v any) error {
+	if len(data) == 0 {
+		return errors.New("simText: no data")
+	}
+	tag, rest := data[0], string(data[1:])
+	// quoted reads the quoted strings that follow a number.
+	quoted := func(n int) (int, []string, error) {
+		i := strings.IndexByte(rest, '"')
+		if i < 0 {
+			return 0, nil, errors.New("simText: no string")
+		}
+		num, err := strconv.Atoi(rest[:i])
+		if err != nil {
+			return 0, nil, err
+		}
+		if n < 0 {
+			n = num
+		}
+		var ss []string
+		for q := rest[i:]; len(ss) < n; {
+			p, err := strconv.QuotedPrefix(q)
+			if err != nil {
+				return 0, nil, err
+			}
+			s, _ := strconv.Unquote(p)
+			ss, q = append(ss, s), q[len(p):]
+		}
+		return num, ss, nil
+	}
+	switch p := v.(type) {
+	case *int:
+		if tag == 'i' {
+			n, err := strconv.Atoi(rest)
+			*p = n
+			return err
+		}
+	case *string:
+		if tag == 's' {
+			s, err := strconv.Unquote(rest)
+			*p = s
+			return err
+		}
+	case *simValue:
+		if tag == 'v' {
+			n, ss, err := quoted(1)
+			*p = simValue{S: ss[0], N: n}
+			return err
+		}
+	case *[]string:
+		if tag == 'l' {
+			_, ss, err := quoted(-1)
+			*p = ss
+			return err
+		}
+	}
+	return fmt.Errorf("simText: cannot decode %q into a %T", data, v)
+}
+
+func (c simCodec) codec() durable.Codec {
+	switch c {
+	case simTextCodec:
+		return simText{}
+	case simGobCodec:
+		return gobCodec{} // codec_test.go's
+	}
+	return nil
+}
+
+// name is what a success record says of the codec: its Go type (codec.go's
+// WithCodec), "" for encoding/json.
+func (c simCodec) name() string {
+	if c == simNoCodec {
+		return ""
+	}
+	return fmt.Sprintf("%T", c.codec())
+}
+
+// checkCodecs checks that every success the journal holds was written with the
+// codec its function runs with.
+func (j *simJournal) checkCodecs(p *simProg) []string {
+	var out []string
+	for _, f := range p.funcs {
+		b, ok, err := j.inner.Get(context.Background(), f.key)
+		if err != nil || !ok {
+			continue
+		}
+		rec, err := jrecord.Decode(f.key, b)
+		switch {
+		case err != nil:
+			out = append(out, fmt.Sprintf("%s: %v", f.key, err))
+		case rec.Kind == jrecord.KindSuccess && rec.Codec != f.codec.name():
+			out = append(out, fmt.Sprintf("%s was written with codec %q, not %q", f.key, rec.Codec, f.codec.name()))
+		}
+	}
+	return out
 }
 
 // --- results ---
@@ -933,10 +1062,13 @@ func simBatchResult[T any](r *simRun, c *simCall, path string, br *durable.Batch
 	return res, digest, nil
 }
 
-// simAttemptOptions are the options of a retry policy (nil: none) and a step
-// timeout (0: none).
-func simAttemptOptions(retry *simRetry, stepTimeout time.Duration) []durable.Option {
+// simOptions are the options of a codec, a retry policy (nil: none) and a
+// step timeout (0: none).
+func simOptions(codec simCodec, retry *simRetry, stepTimeout time.Duration) []durable.Option {
 	var opts []durable.Option
+	if codec != simNoCodec {
+		opts = append(opts, durable.WithCodec(codec.codec()))
+	}
 	if retry != nil {
 		opts = append(opts, durable.WithRetry(retry.policy()))
 	}
@@ -959,10 +1091,10 @@ func simInvoke[T any](r *simRun, ctx context.Context, c *simCall) (simResult, st
 				return v, err
 			}
 			return simMake[T](s), nil
-		}, simAttemptOptions(c.retry, c.stepTimeout)...).Run(ctx)
+		}, simOptions(c.codec, c.retry, c.stepTimeout)...).Run(ctx)
 		return simValueResult(v, err)
 	}
-	opts := simAttemptOptions(c.retry, c.stepTimeout)
+	opts := simOptions(c.codec, c.retry, c.stepTimeout)
 	if c.limit > 0 {
 		opts = append(opts, durable.WithMaxConcurrency(c.limit))
 	}
@@ -980,7 +1112,7 @@ func simInvoke[T any](r *simRun, ctx context.Context, c *simCall) (simResult, st
 	steps := make([]durable.Step[T], len(c.branches))
 	for i, b := range c.branches {
 		fns[i] = simBranchFn[T](r, b)
-		steps[i] = durable.NewStep(b.name, fns[i], simAttemptOptions(b.retry, b.stepTimeout)...)
+		steps[i] = durable.NewStep(b.name, fns[i], simOptions(b.codec, b.retry, b.stepTimeout)...)
 	}
 	// FanOut's and SettleEach's items are the branches' indexes.
 	items := make([]int, len(c.branches))
@@ -1061,6 +1193,7 @@ func (s *simCase) run(t *testing.T, j *simJournal, plan *simRun, index int, f si
 		}
 		r.puts, r.gets = j.counts()
 		r.after = j.snapshot()
+		r.problems = append(r.problems, j.checkCodecs(s.p)...)
 		j.arm(simFault{})
 	}()
 	synctest.Test(t, func(t *testing.T) {

@@ -1198,6 +1198,7 @@ func (s *simCase) run(t *testing.T, j *simJournal, plan *simRun, index int, f si
 	}()
 	synctest.Test(t, func(t *testing.T) {
 		r.t0 = time.Now()
+		goroutines := runtime.NumGoroutine()
 		ctx, cancel := context.WithCancelCause(context.Background())
 		var timer *time.Timer
 		if f.at > 0 {
@@ -1212,6 +1213,9 @@ func (s *simCase) run(t *testing.T, j *simJournal, plan *simRun, index int, f si
 		}
 		cancel(nil)
 		synctest.Wait()
+		if runtime.NumGoroutine() <= goroutines {
+			return // none left: no need to stop the world to read every stack
+		}
 		for id, stack := range simGoroutines() {
 			if _, ok := s.foreign[id]; !ok {
 				r.problem("a goroutine is left when the program returned:\n%s", stack)

@@ -62,6 +62,19 @@ package durable_test
 // execution is resumed in a fresh scope (WithJournal, same journal, same
 // execution ID), cut again now and then, until a run without faults ends it.
 //
+// # Two workers
+//
+// Each program is also run by two workers at once — two calls of the whole
+// program in one bubble, each with WithJournal on the same journal and the
+// same execution ID, both keeping to the plan — on a fresh journal, and to
+// resume a run cut at a random write. Each worker's run is checked as the last
+// run of its sequence, and the two must see the same decision of every Settle,
+// SettleEach, Race and Any (doc.go: "several workers running one execution at
+// once all see the value whose write won, and the same decision of a Settle,
+// Race or Any"). An attempt is numbered by what the journal held before the
+// instant the worker calls it: the other worker's twin attempt may have
+// failed, and been journaled, at that same instant.
+//
 // # What is checked
 //
 //   - No leaf function (a branch's, or a Step.Run's Fn) runs in a run that began
@@ -161,6 +174,9 @@ package durable_test
 //     — may run again, under the same number: each adds one to the attempts a
 //     function may run in a sequence. Its outcome is the same: flaky leaves fail
 //     by attempt number.
+//   - (g) doc.go: "Workers running one execution at once may both run a branch
+//     (its first write wins)". With two workers, a function may run after the
+//     other worker journaled its outcome in the same run.
 //   - Item.Replayed differs by design.
 //
 // # Size
@@ -249,12 +265,14 @@ type simJournal struct {
 	fault  simFault
 	puts   int
 	gets   int
+	again  int  // Puts of a key already stored: another worker's write won
 	dead   bool // a Get failed: every later Put fails
 	stored map[string]bool
+	when   map[string]time.Time // when each key was stored, on its run's fake clock
 }
 
 func newSimJournal(scan bool) *simJournal {
-	j := &simJournal{inner: journal.NewMemory(), stored: make(map[string]bool)}
+	j := &simJournal{inner: journal.NewMemory(), stored: make(map[string]bool), when: make(map[string]time.Time)}
 	if scan {
 		j.inner = newScanMemory()
 	}
@@ -281,11 +299,20 @@ func (j *simJournal) snapshot() map[string]bool {
 }
 
 // holds reports whether key is in the journal now, and how many failed
-// attempts of the function with key key it holds: the engine's count.
-func (j *simJournal) holds(key string) (stored bool, attempts int) {
+// attempts of the function with key key it holds: the engine's count, in a
+// run that began with the keys in before. A failed attempt is journaled before
+// the backoff that follows it, so the engine's count leaves out what was
+// written at this very instant: the record of another worker's attempt that
+// failed at once, whose twin this worker is about to run.
+func (j *simJournal) holds(key string, before map[string]bool) (stored bool, attempts int) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for j.stored[simAttemptKey(key, attempts+1)] {
+	now := time.Now()
+	for {
+		k := simAttemptKey(key, attempts+1)
+		if !before[k] && !(j.stored[k] && j.when[k].Before(now)) {
+			break
+		}
 		attempts++
 	}
 	return j.stored[key], attempts
@@ -333,7 +360,12 @@ func (v simView) Put(ctx context.Context, key string, value []byte) ([]byte, err
 	stored, err := j.inner.Put(ctx, key, value)
 	if err == nil {
 		j.mu.Lock()
-		j.stored[key] = true
+		if j.stored[key] {
+			j.again++
+		}
+		if !j.stored[key] {
+			j.stored[key], j.when[key] = true, time.Now()
+		}
 		j.mu.Unlock()
 	}
 	return stored, err
@@ -699,6 +731,7 @@ type simRun struct {
 	p      *simProg
 	plan   *simRun // the crash-free run, whose instants this run keeps; nil in the first
 	index  int     // the run's number in its sequence: flaky leaves fail in run 0
+	others bool    // other workers run the execution at the same time
 	j      *simJournal
 	stored map[string]bool // the keys in the journal when the run began
 	after  map[string]bool // the keys in the journal when it ended
@@ -794,7 +827,7 @@ func (r *simRun) arrive(ctx context.Context, id, top int) error {
 func (r *simRun) enter(ctx context.Context, f *simFunc) (context.Context, *simAttempt) {
 	sc := simCtxOf(ctx)
 	a := &simAttempt{f: f, at: simAt{f.id, sc.path}, outer: sc.path, n: 1, start: r.now()}
-	journaled, failed := r.j.holds(f.key)
+	journaled, failed := r.j.holds(f.key, r.stored)
 	if f.retried() {
 		a.n = failed + 1
 	}
@@ -811,7 +844,9 @@ func (r *simRun) enter(ctx context.Context, f *simFunc) (context.Context, *simAt
 		r.problems = append(r.problems, fmt.Sprintf("function %v (%s) ran twice", a.at, f.key))
 	case r.stored[f.key]:
 		r.problems = append(r.problems, fmt.Sprintf("function %v ran, though %s was journaled when the run began", a.at, f.key))
-	case journaled:
+	case journaled && !r.others:
+		// Not with other workers: doc.go, "Workers running one execution at
+		// once may both run a branch (its first write wins)".
 		r.problems = append(r.problems, fmt.Sprintf("function %v ran, though %s was journaled earlier in the run", a.at, f.key))
 	case a.n > f.max:
 		r.problems = append(r.problems, fmt.Sprintf("function %v ran attempt %d, of MaxAttempts %d", a.at, a.n, f.max))
@@ -918,7 +953,7 @@ func (r *simRun) call(ctx context.Context, c *simCall, early bool) (string, erro
 	}
 	if c.kind != simStep {
 		restored := slices.ContainsFunc(c.branches, func(b *simBranch) bool {
-			stored, _ := r.j.holds(b.key)
+			stored, _ := r.j.holds(b.key, r.stored)
 			return stored
 		})
 		r.mu.Lock()
@@ -1180,41 +1215,64 @@ type simCase struct {
 	// Attempts in the cut sequences: after the first (retries), cut by their
 	// step timeout, and resumed by a later run from the journal's count.
 	retries, timed, resumed int
+	again                   int // writes of two workers at once that lost to the other's
 }
 
 // run runs the program once against j, in a bubble of its own.
-func (s *simCase) run(t *testing.T, j *simJournal, plan *simRun, index int, f simFault) (r *simRun) {
-	r = newSimRun(s.p, plan, index, j)
+func (s *simCase) run(t *testing.T, j *simJournal, plan *simRun, index int, f simFault) *simRun {
+	return s.runWorkers(t, j, plan, index, f, 1)[0]
+}
+
+// runWorkers runs the program as n workers at once against j, in a bubble of
+// their own: each calls WithJournal with the same execution ID, and makes
+// every top-level call. It returns the run of each.
+func (s *simCase) runWorkers(t *testing.T, j *simJournal, plan *simRun, index int, f simFault, n int) []*simRun {
+	rs := make([]*simRun, n)
+	for w := range rs {
+		rs[w] = newSimRun(s.p, plan, index, j)
+		rs[w].others = n > 1
+	}
+	r := rs[0] // what concerns the bubble is reported by the first
 	j.arm(f)
 	defer func() {
 		// A bubble whose goroutines are all blocked for good panics here.
 		if v := recover(); v != nil {
 			r.problem("%v", v)
 		}
-		r.puts, r.gets = j.counts()
-		r.after = j.snapshot()
+		puts, gets := j.counts()
+		after := j.snapshot()
+		for _, r := range rs {
+			r.puts, r.gets, r.after = puts, gets, after
+		}
 		r.problems = append(r.problems, j.checkCodecs(s.p)...)
 		j.arm(simFault{})
 	}()
 	synctest.Test(t, func(t *testing.T) {
-		r.t0 = time.Now()
+		t0 := time.Now()
 		goroutines := runtime.NumGoroutine()
 		ctx, cancel := context.WithCancelCause(context.Background())
 		var timer *time.Timer
 		if f.at > 0 {
 			timer = time.AfterFunc(f.at, func() { cancel(errSimCrash) })
 		}
-		jctx := durable.WithJournal(ctx, j.view(), simExecution)
-		for k, c := range s.p.calls {
-			_, _ = r.call(jctx, c, r.early(s.p.calls, k))
+		var wg sync.WaitGroup
+		for _, r := range rs {
+			r.t0 = t0
+			wg.Go(func() {
+				jctx := durable.WithJournal(ctx, j.view(), simExecution)
+				for k, c := range s.p.calls {
+					_, _ = r.call(jctx, c, r.early(s.p.calls, k))
+				}
+			})
 		}
+		wg.Wait()
 		if timer != nil {
 			timer.Stop()
 		}
 		cancel(nil)
 		synctest.Wait()
 		if runtime.NumGoroutine() <= goroutines {
-			return // none left: no need to stop the world to read every stack
+			return // none left: no need to read every stack
 		}
 		for id, stack := range simGoroutines() {
 			if _, ok := s.foreign[id]; !ok {
@@ -1222,7 +1280,7 @@ func (s *simCase) run(t *testing.T, j *simJournal, plan *simRun, index int, f si
 			}
 		}
 	})
-	return r
+	return rs
 }
 
 // simGoroutines returns the stacks, by goroutine header ("goroutine 7 [...]"
@@ -1330,6 +1388,44 @@ func (s *simCase) sequence(t *testing.T, rng *rand.Rand, first simFault) ([]stri
 		}
 	}
 	return s.check(runs), len(runs)
+}
+
+// workers runs the program as two workers at once, on a fresh journal and
+// after a cut at a random write, and checks each worker's run as the last run
+// of its sequence: doc.go, "several workers running one execution at once all
+// see the value whose write won, and the same decision of a Settle, Race or
+// Any".
+func (s *simCase) workers(t *testing.T, rng *rand.Rand) []string {
+	for _, first := range []simFault{{}, {put: 1 + rng.IntN(max(1, s.cf.puts))}} {
+		j := newSimJournal(s.p.scan)
+		var runs []*simRun
+		s.log = s.log[:0]
+		if first != (simFault{}) {
+			r := s.run(t, j, s.cf, 0, first)
+			runs = append(runs, r)
+			s.log = append(s.log, fmt.Sprintf("run 0: %v (%d puts, %d gets)", first, r.puts, r.gets))
+		}
+		ws := s.runWorkers(t, j, s.cf, len(runs), simFault{}, 2)
+		s.again += j.again
+		s.log = append(s.log, fmt.Sprintf("run %d: two workers at once (%d puts, %d gets)", len(runs), ws[0].puts, ws[0].gets))
+		var out []string
+		for w, r := range ws {
+			for _, p := range s.check(append(slices.Clone(runs), r)) {
+				out = append(out, fmt.Sprintf("worker %d: %s", w, p))
+			}
+		}
+		for _, at := range slices.SortedFunc(maps.Keys(ws[0].results), simAtLess) {
+			a := ws[0].results[at]
+			b, ok := ws[1].results[at]
+			if c := s.p.callsBy[at.id]; ok && c.kind.final() && a.Err == nil && b.Err == nil && !simSame(a, b) {
+				out = append(out, fmt.Sprintf("%s %v: the workers saw two decisions:\n    %v\n  and\n    %v", c.kind, at, a, b))
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	return nil
 }
 
 // cutAfter is an instant just after s.instants[i], before the next.
@@ -1642,7 +1738,7 @@ func TestSimulation(t *testing.T) {
 	}
 	var stats struct {
 		programs, redrawn, skipped, sequences, runs, flaky, late, failed int
-		retries, timed, resumed                                          int
+		retries, timed, resumed, again                                   int
 	}
 	start := time.Now()
 	// Goroutines that other tests left running engine code, still there when
@@ -1679,6 +1775,7 @@ func TestSimulation(t *testing.T) {
 		}
 		rng := rand.New(rand.NewPCG(seed, 0xc075))
 		cuts := s.cuts(rng, timeCuts)
+		failed := false
 		for _, cut := range cuts {
 			problems, runs := s.sequence(t, rng, cut)
 			stats.sequences++
@@ -1696,18 +1793,31 @@ func TestSimulation(t *testing.T) {
 				stats.failed++
 				t.Errorf("seed %d (DURABLE_SIM_SEED=%d): %d problems after cut %v\n%v%s\n%s",
 					seed, seed, len(problems), cut, s.p, strings.Join(s.log, "\n"), strings.Join(problems, "\n"))
+				failed = true
 				break // one report a program
+			}
+		}
+		if !failed {
+			problems := s.workers(t, rng)
+			stats.sequences += 2
+			stats.runs += 3
+			if len(problems) > 0 {
+				stats.failed++
+				t.Errorf("seed %d (DURABLE_SIM_SEED=%d): %d problems with two workers\n%v%s\n%s",
+					seed, seed, len(problems), s.p, strings.Join(s.log, "\n"), strings.Join(problems, "\n"))
 			}
 		}
 		stats.retries += s.retries
 		stats.timed += s.timed
 		stats.resumed += s.resumed
+		stats.again += s.again
 		if stats.failed >= 10 {
 			t.Fatal("stopping after 10 failing programs")
 		}
 	}
 	t.Logf("%d programs (%d drawn again, %d skipped as not deterministic), %d cut sequences, %d runs; "+
-		"allowed difference (a) in %d sequences, (d) in %d; attempts: %d retries, %d resumed by a later run, %d past their step timeout; %v",
+		"allowed difference (a) in %d sequences, (d) in %d; attempts: %d retries, %d resumed by a later run, %d past their step timeout; "+
+		"two workers at once: %d writes lost to the other's; %v",
 		stats.programs, stats.redrawn, stats.skipped, stats.sequences, stats.runs, stats.flaky, stats.late,
-		stats.retries, stats.resumed, stats.timed, time.Since(start).Round(time.Millisecond))
+		stats.retries, stats.resumed, stats.timed, stats.again, time.Since(start).Round(time.Millisecond))
 }

@@ -12,8 +12,9 @@ package durable_test
 // Every run of a program — the crash-free run, a cut one, a resume — is its own
 // synctest bubble, so each starts at the same fake instant: a resume follows its
 // crash with no downtime, and a journaled start time (WithTimeout) means the same
-// instants in every run. Leaves take distinct powers of two of simUnit, and so do
-// timeouts, so nothing the program waits for happens at the same instant as
+// instants in every run. Leaves, timeouts, backoffs and step timeouts take
+// distinct powers of two of a unit, each with a random part of its own (see
+// simClock), so nothing the program waits for happens at the same instant as
 // anything else, and the crash-free run is deterministic (it is run twice; a
 // program whose two runs differ would be drawn again).
 //
@@ -34,6 +35,18 @@ package durable_test
 // work replayed: its results are compared with the crash-free run's, exactly,
 // except where the contract lets them differ (below).
 //
+// Functions may run under WithRetry and WithStepTimeout, given to NewStep or to
+// a combinator. Each attempt of such a function is an invocation of its own,
+// numbered by the engine's count (the failed attempts the journal holds, under
+// "<key>/!a<n>"), and so is everything inside it: the plan is kept per
+// invocation (simAt), the same in every run of a sequence. A flaky leaf of a
+// retried function fails its first k attempts. A step timeout counts from when
+// the engine calls an attempt, which waiting for the plan inside it cannot
+// delay: so step timeouts go only to functions that run nothing nested, whose
+// leaves never ignore their context, in combinators without a cap that are
+// never called early; and a combinator's step timeout only to one with a single
+// branch slower than it, since its branches start together.
+//
 // # Cuts
 //
 // A crash is a cut: every Put from the k-th on fails (k over every write of the
@@ -49,25 +62,54 @@ package durable_test
 // execution is resumed in a fresh scope (WithJournal, same journal, same
 // execution ID), cut again now and then, until a run without faults ends it.
 //
+// # Two workers
+//
+// Each program is also run by two workers at once — two calls of the whole
+// program in one bubble, each with WithJournal on the same journal and the
+// same execution ID, both keeping to the plan — on a fresh journal, and to
+// resume a run cut at a random write. Each worker's run is checked as the last
+// run of its sequence, and the two must see the same decision of every Settle,
+// SettleEach, Race and Any (doc.go: "several workers running one execution at
+// once all see the value whose write won, and the same decision of a Settle,
+// Race or Any"). An attempt is numbered by what the journal held before the
+// instant the worker calls it: the other worker's twin attempt may have
+// failed, and been journaled, at that same instant.
+//
 // # What is checked
 //
 //   - No leaf function (a branch's, or a Step.Run's Fn) runs in a run that began
-//     with its key in the journal, none runs twice in one run, and no branch of a
-//     Settle, Race or Any runs in a run that began with its decision journaled.
+//     with its key in the journal, nor after its key was journaled in the run
+//     (by an earlier attempt of a function around it), no attempt of it runs
+//     twice in one run, and no branch of a Settle, SettleEach, Race or Any runs
+//     in a run that began with its decision journaled.
 //   - In a run without faults, every function that returned a success or a
-//     Permanent failure has its outcome stored.
+//     Permanent failure, or whose attempts ran out, has its outcome stored, and
+//     every failed attempt that is retried has its record stored.
+//   - A retried function runs attempt n only while the journal holds n-1 failed
+//     attempts and n is at most MaxAttempts; across a sequence it runs at most
+//     MaxAttempts attempts, plus one for each attempt cut short (see
+//     checkAttempts); an attempt after the first never begins before it began in
+//     the crash-free run (a resumed run waits the rest of the backoff); and no
+//     attempt outlives its step timeout with its context alive.
+//   - Some calls name a codec with WithCodec, of two of the simulation's own
+//     (simText, and codec_test.go's gobCodec), the same in every run of a sequence: every success the
+//     journal holds records the codec its function runs with — its step's own,
+//     else its combinator's, else the one in scope (codec.go: "given to a
+//     combinator, to each of its branches, and to everything run inside them,
+//     unless they name a codec of their own") — and the values it decodes
+//     compare as below.
 //   - A combinator returns only once all its branch functions have returned, and
 //     a run leaves no goroutine running the engine's code or a branch (the stacks
 //     are compared; synctest.Test waits for the bubble, TestMain runs goleak).
-//   - A Settle, Race or Any that returned a result returns that same result in
-//     every run of the sequence that returns one (a journaled decision is final),
-//     and the Replayed flag of each item says whether its function ran.
-//   - The first result each Settle, Race and Any returned in the sequence, and the
-//     last run's results — of every call, nested ones included unless a branch
-//     around them returned with its context ended in either run — equal the
-//     crash-free run's; in the last run, nothing began or returned later than in
-//     the crash-free run, and nothing began that did not begin then, except a
-//     branch that waited for its context to end.
+//   - A Settle, SettleEach, Race or Any that returned a result returns that same
+//     result in every run of the sequence that returns one (a journaled decision
+//     is final), and the Replayed flag of each item says whether its function ran.
+//   - The first result each Settle, SettleEach, Race and Any returned in the
+//     sequence, and the last run's results — of every call, nested ones included
+//     unless a branch around them returned with its context ended in either run
+//     — equal the crash-free run's; in the last run, nothing began or returned
+//     later than in the crash-free run, and nothing began that did not begin
+//     then, except a branch that waited for its context to end.
 //
 // # Allowed differences
 //
@@ -79,7 +121,7 @@ package durable_test
 //     sequence. When a flaky leaf ran again in a later run and succeeded, its
 //     top-level call may differ.
 //   - (b) DESIGN.md: "a completed Settle, Race or Any is final: its decision ... is
-//     journaled", and "when a resumed run restores branches that finished before
+//     journaled" (doc.go: "A completed Settle, SettleEach, Race or Any is final"), and "when a resumed run restores branches that finished before
 //     the crash, it counts them in their original completion order, so a policy
 //     reaches the same decision it would have reached then" — with engine.go's
 //     "Outcomes that are not journaled (plain failures, journal errors) are counted
@@ -90,9 +132,14 @@ package durable_test
 //     its successes (values included) and its Permanent failures are the crash-free
 //     run's, and every failure it reports is one the crash-free run reported, but a
 //     branch that failed plainly, was Cancelled or was NotStarted in the crash-free
-//     run may be Cancelled or NotStarted instead. Only Settle shows statuses:
-//     Race's winner and Any's value and errors are compared exactly, and a nested
-//     Settle's result goes into its branch's value as its reason and successes.
+//     run may be Cancelled or NotStarted instead. The same holds for a call that
+//     began with some of its branches journaled by an earlier attempt of a
+//     function around it, in the same run: doc.go, "Each attempt runs in a scope
+//     of its own under the step's key, so steps it runs replay what an earlier
+//     attempt journaled." Only Settle and SettleEach show
+//     statuses: Race's winner and Any's value and errors are compared exactly, and
+//     a nested Settle's or SettleEach's result goes into its branch's value as its
+//     reason and successes.
 //   - (c) DESIGN.md: "a journaled success is returned without running Fn" — only a
 //     journaled one: a branch or step that was running when the process died, or
 //     whose checkpoint failed, runs again. Runs are counted only against the keys
@@ -106,8 +153,8 @@ package durable_test
 //     branch that returned an outcome the journal keeps after its context ended
 //     was not counted by the run that ran it; when a later run restored it and its
 //     combinator returned there what it did not in the crash-free run, its
-//     top-level call may differ. Not for a Settle's branch that finished after the
-//     Settle's own deadline: "Branch records carry when the branch finished, so
+//     top-level call may differ. Not for a Settle's or SettleEach's branch that
+//     finished after its batch's own deadline: "Branch records carry when the branch finished, so
 //     that a resumed run counts only what finished before a journaled deadline"
 //     (DESIGN.md, "Records are checked").
 //   - A top-level call that (a) or (d) excuses and that ran late in some run made
@@ -118,6 +165,18 @@ package durable_test
 //     sentinel is not required)". Errors are compared by message and IsPermanent,
 //     and by the outermost *BranchError's name and index and errors.Is(ErrTimeout)
 //     only for a call's own error, never for what a journaled failure wraps.
+//   - (f) DESIGN.md, "Retries are durable": "a step never runs more than
+//     MaxAttempts attempts across crashes, beyond the one attempt that may have
+//     been running when a process died". An attempt whose outcome the journal
+//     does not hold afterwards — cut short by a crash, by a failed write of its
+//     record, or by its context ending (retry.go: an attempt that fails once the
+//     step's context has ended is not retried, and nothing of it is journaled)
+//     — may run again, under the same number: each adds one to the attempts a
+//     function may run in a sequence. Its outcome is the same: flaky leaves fail
+//     by attempt number.
+//   - (g) doc.go: "Workers running one execution at once may both run a branch
+//     (its first write wins)". With two workers, a function may run after the
+//     other worker journaled its outcome in the same run.
 //   - Item.Replayed differs by design.
 //
 // # Size
@@ -146,6 +205,7 @@ import (
 	"time"
 
 	"github.com/durable-go/durable"
+	jrecord "github.com/durable-go/durable/internal/record"
 	"github.com/durable-go/durable/journal"
 )
 
@@ -205,12 +265,14 @@ type simJournal struct {
 	fault  simFault
 	puts   int
 	gets   int
+	again  int  // Puts of a key already stored: another worker's write won
 	dead   bool // a Get failed: every later Put fails
 	stored map[string]bool
+	when   map[string]time.Time // when each key was stored, on its run's fake clock
 }
 
 func newSimJournal(scan bool) *simJournal {
-	j := &simJournal{inner: journal.NewMemory(), stored: make(map[string]bool)}
+	j := &simJournal{inner: journal.NewMemory(), stored: make(map[string]bool), when: make(map[string]time.Time)}
 	if scan {
 		j.inner = newScanMemory()
 	}
@@ -235,6 +297,29 @@ func (j *simJournal) snapshot() map[string]bool {
 	defer j.mu.Unlock()
 	return maps.Clone(j.stored)
 }
+
+// holds reports whether key is in the journal now, and how many failed
+// attempts of the function with key key it holds: the engine's count, in a
+// run that began with the keys in before. A failed attempt is journaled before
+// the backoff that follows it, so the engine's count leaves out what was
+// written at this very instant: the record of another worker's attempt that
+// failed at once, whose twin this worker is about to run.
+func (j *simJournal) holds(key string, before map[string]bool) (stored bool, attempts int) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	now := time.Now()
+	for {
+		k := simAttemptKey(key, attempts+1)
+		if !before[k] && !(j.stored[k] && j.when[k].Before(now)) {
+			break
+		}
+		attempts++
+	}
+	return j.stored[key], attempts
+}
+
+// simAttemptKey is the key of failed attempt n of the function with key key.
+func simAttemptKey(key string, n int) string { return key + "/!a" + strconv.Itoa(n) }
 
 func (j *simJournal) view() journal.Journal {
 	if s, ok := j.inner.(journal.Scanner); ok {
@@ -275,7 +360,12 @@ func (v simView) Put(ctx context.Context, key string, value []byte) ([]byte, err
 	stored, err := j.inner.Put(ctx, key, value)
 	if err == nil {
 		j.mu.Lock()
-		j.stored[key] = true
+		if j.stored[key] {
+			j.again++
+		}
+		if !j.stored[key] {
+			j.stored[key], j.when[key] = true, time.Now()
+		}
 		j.mu.Unlock()
 	}
 	return stored, err
@@ -291,6 +381,127 @@ func (v simScanView) Scan(ctx context.Context, prefix string, fn func(key string
 		return errSimJournal
 	}
 	return v.s.Scan(ctx, prefix, fn)
+}
+
+// --- codecs ---
+
+// simText is a codec of the simulation's own: the values its calls return,
+// written as tagged text.
+type simText struct{}
+
+func (simText) Marshal(v any) ([]byte, error) {
+	switch v := v.(type) {
+	case int:
+		return strconv.AppendInt([]byte("i"), int64(v), 10), nil
+	case string:
+		return strconv.AppendQuote([]byte("s"), v), nil
+	case simValue:
+		return strconv.AppendQuote(strconv.AppendInt([]byte("v"), int64(v.N), 10), v.S), nil
+	case []string:
+		b := strconv.AppendInt([]byte("l"), int64(len(v)), 10)
+		for _, s := range v {
+			b = strconv.AppendQuote(b, s)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("simText: cannot encode a %T", v)
+}
+
+func (simText) Unmarshal(data []byte, v any) error {
+	if len(data) == 0 {
+		return errors.New("simText: no data")
+	}
+	tag, rest := data[0], string(data[1:])
+	// quoted reads the quoted strings that follow a number.
+	quoted := func(n int) (int, []string, error) {
+		i := strings.IndexByte(rest, '"')
+		if i < 0 {
+			return 0, nil, errors.New("simText: no string")
+		}
+		num, err := strconv.Atoi(rest[:i])
+		if err != nil {
+			return 0, nil, err
+		}
+		if n < 0 {
+			n = num
+		}
+		var ss []string
+		for q := rest[i:]; len(ss) < n; {
+			p, err := strconv.QuotedPrefix(q)
+			if err != nil {
+				return 0, nil, err
+			}
+			s, _ := strconv.Unquote(p)
+			ss, q = append(ss, s), q[len(p):]
+		}
+		return num, ss, nil
+	}
+	switch p := v.(type) {
+	case *int:
+		if tag == 'i' {
+			n, err := strconv.Atoi(rest)
+			*p = n
+			return err
+		}
+	case *string:
+		if tag == 's' {
+			s, err := strconv.Unquote(rest)
+			*p = s
+			return err
+		}
+	case *simValue:
+		if tag == 'v' {
+			n, ss, err := quoted(1)
+			*p = simValue{S: ss[0], N: n}
+			return err
+		}
+	case *[]string:
+		if tag == 'l' {
+			_, ss, err := quoted(-1)
+			*p = ss
+			return err
+		}
+	}
+	return fmt.Errorf("simText: cannot decode %q into a %T", data, v)
+}
+
+func (c simCodec) codec() durable.Codec {
+	switch c {
+	case simTextCodec:
+		return simText{}
+	case simGobCodec:
+		return gobCodec{} // codec_test.go's
+	}
+	return nil
+}
+
+// name is what a success record says of the codec: its Go type (codec.go's
+// WithCodec), "" for encoding/json.
+func (c simCodec) name() string {
+	if c == simNoCodec {
+		return ""
+	}
+	return fmt.Sprintf("%T", c.codec())
+}
+
+// checkCodecs checks that every success the journal holds was written with the
+// codec its function runs with.
+func (j *simJournal) checkCodecs(p *simProg) []string {
+	var out []string
+	for _, f := range p.funcs {
+		b, ok, err := j.inner.Get(context.Background(), f.key)
+		if err != nil || !ok {
+			continue
+		}
+		rec, err := jrecord.Decode(f.key, b)
+		switch {
+		case err != nil:
+			out = append(out, fmt.Sprintf("%s: %v", f.key, err))
+		case rec.Kind == jrecord.KindSuccess && rec.Codec != f.codec.name():
+			out = append(out, fmt.Sprintf("%s was written with codec %q, not %q", f.key, rec.Codec, f.codec.name()))
+		}
+	}
+	return out
 }
 
 // --- results ---
@@ -456,11 +667,72 @@ func simSameDecision(want, got simResult) bool {
 
 // --- a run ---
 
+// simAt is one invocation of a node: its id, and path, the attempt numbers of
+// the functions run under a policy around it, outermost first: "" outside
+// them, "2" in attempt 2 of one, "2.1" in attempt 1 of one inside that.
+// Attempt numbers are the engine's, read from the journal, so that an
+// invocation is the same in every run of a sequence.
+type simAt struct {
+	id   int
+	path string
+}
+
+func (a simAt) String() string {
+	if a.path == "" {
+		return "#" + strconv.Itoa(a.id)
+	}
+	return "#" + strconv.Itoa(a.id) + "@" + a.path
+}
+
+func simAtLess(a, b simAt) int {
+	if a.id != b.id {
+		return a.id - b.id
+	}
+	return strings.Compare(a.path, b.path)
+}
+
+// simOuter is the path a function's attempt was called in: path without the
+// attempt's number.
+func simOuter(path string) string {
+	i := strings.LastIndexByte(path, '.')
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
+}
+
+type simCtxKey struct{}
+
+// simCtx is what a node's context says of the invocation it is in.
+type simCtx struct {
+	path    string
+	attempt int // of the function whose body the node is in; 0 outside any
+}
+
+func simCtxOf(ctx context.Context) simCtx {
+	c, _ := ctx.Value(simCtxKey{}).(simCtx)
+	return c
+}
+
+// simAttempt is one invocation of a function: attempt n.
+type simAttempt struct {
+	f     *simFunc
+	at    simAt  // the invocation of its body: its path ends with n when f.on
+	outer string // the path it was called in
+	n     int
+	start time.Duration // when the engine called it
+	ended bool          // it returned or panicked with its context ended, not by its own step timeout
+	timed bool          // its own step timeout passed
+	keep  string        // the key of the record its outcome leaves in the journal; "" for none
+}
+
 // simRun is one run of a program: one process's attempt at the execution.
 type simRun struct {
 	p      *simProg
-	plan   *simRun         // the crash-free run, whose instants this run keeps; nil in the first
-	index  int             // the run's number in its sequence: flaky leaves fail in run 0
+	plan   *simRun // the crash-free run, whose instants this run keeps; nil in the first
+	index  int     // the run's number in its sequence: flaky leaves fail in run 0
+	others bool    // other workers run the execution at the same time
+	j      *simJournal
 	stored map[string]bool // the keys in the journal when the run began
 	after  map[string]bool // the keys in the journal when it ended
 	puts   int
@@ -468,24 +740,29 @@ type simRun struct {
 	t0     time.Time
 
 	mu         sync.Mutex
-	begin      map[int]time.Duration // node id → instant it began
-	ended      map[int]time.Duration // call id → instant it returned
-	ran        map[int]int           // function (branch, or Step.Run's leaf) id → runs
-	results    map[int]simResult     // call id → result
-	active     map[int]int           // combinator id → its branch functions running
-	cancelled  map[int]bool          // branch id → returned with its context ended
-	late       []simLate             // returned a journaled outcome after its context ended
-	kept       []string              // keys of the functions that returned an outcome the journal keeps
-	healed     []*simLeaf            // flaky leaves that ran to their outcome in a run after the first
+	begin      map[simAt]time.Duration // node → instant it began
+	ended      map[simAt]time.Duration // call → instant it returned
+	ran        map[simAt]int           // function → runs
+	runs       map[int]int             // function id → runs, in any invocation
+	ranIn      map[simAt]bool          // branch id, and the path its combinator was called in → its function ran
+	results    map[simAt]simResult     // call → result
+	active     map[simAt]int           // combinator → its branch functions running
+	cancelled  map[simAt]bool          // branch → returned with its context ended
+	restored   map[simAt]bool          // combinator → some of its branches were in the journal when it was called
+	attempts   []*simAttempt           // every invocation of a function
+	late       []simLate               // returned a journaled outcome after its context ended
+	kept       []string                // keys of the records of outcomes (and failed attempts) the journal keeps
+	healed     []*simLeaf              // flaky leaves that ran to their outcome in a run after the first
 	deviations []simNote
 	problems   []string
 }
 
 // simLate is a branch that returned an outcome the journal keeps after its
-// context ended, and when.
+// context ended, when, and the path its combinator was called in.
 type simLate struct {
-	b  *simBranch
-	at time.Duration
+	b    *simBranch
+	at   time.Duration
+	path string
 }
 
 type simNote struct {
@@ -493,11 +770,12 @@ type simNote struct {
 	what string
 }
 
-func newSimRun(p *simProg, plan *simRun, index int, stored map[string]bool) *simRun {
+func newSimRun(p *simProg, plan *simRun, index int, j *simJournal) *simRun {
 	return &simRun{
-		p: p, plan: plan, index: index, stored: stored,
-		begin: make(map[int]time.Duration), ended: make(map[int]time.Duration), ran: make(map[int]int), results: make(map[int]simResult),
-		active: make(map[int]int), cancelled: make(map[int]bool),
+		p: p, plan: plan, index: index, j: j, stored: j.snapshot(),
+		begin: make(map[simAt]time.Duration), ended: make(map[simAt]time.Duration), ran: make(map[simAt]int), runs: make(map[int]int),
+		ranIn: make(map[simAt]bool), results: make(map[simAt]simResult), active: make(map[simAt]int), cancelled: make(map[simAt]bool),
+		restored: make(map[simAt]bool),
 	}
 }
 
@@ -518,8 +796,9 @@ func (r *simRun) deviate(top int, format string, args ...any) {
 // arrive is where node id begins: see "How a run is made faithful". The wait for
 // the planned instant ignores ctx: it stands for the work that was replayed.
 func (r *simRun) arrive(ctx context.Context, id, top int) error {
+	node := simAt{id, simCtxOf(ctx).path}
 	if r.plan != nil {
-		at, ok := r.plan.begin[id]
+		at, ok := r.plan.begin[node]
 		now := r.now()
 		switch {
 		case !ok:
@@ -530,33 +809,95 @@ func (r *simRun) arrive(ctx context.Context, id, top int) error {
 				return ctx.Err()
 			case <-timer.C:
 			}
-			r.deviate(top, "node #%d began, but never did in the crash-free run", id)
+			r.deviate(top, "node %v began, but never did in the crash-free run", node)
 		case now < at:
 			time.Sleep(at - now)
 		case now > at:
-			r.deviate(top, "node #%d began at %s, in the crash-free run at %s", id, simDur(now), simDur(at))
+			r.deviate(top, "node %v began at %s, in the crash-free run at %s", node, simDur(now), simDur(at))
 		}
 	}
 	r.mu.Lock()
-	r.begin[id] = r.now()
+	r.begin[node] = r.now()
 	r.mu.Unlock()
 	return nil
 }
 
-// enter counts a run of the function of node id — a branch, or a Step.Run's leaf
-// — whose outcome is journaled under key, in combinator batch (-1: none).
-func (r *simRun) enter(id int, key string, batch int) {
+// enter counts an invocation of function f, the engine's attempt of it, and
+// returns the context its body runs with.
+func (r *simRun) enter(ctx context.Context, f *simFunc) (context.Context, *simAttempt) {
+	sc := simCtxOf(ctx)
+	a := &simAttempt{f: f, at: simAt{f.id, sc.path}, outer: sc.path, n: 1, start: r.now()}
+	journaled, failed := r.j.holds(f.key, r.stored)
+	if f.retried() {
+		a.n = failed + 1
+	}
+	if f.on {
+		a.at.path = strings.TrimPrefix(sc.path+"."+strconv.Itoa(a.n), ".")
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.ran[id]++
-	if r.ran[id] > 1 {
-		r.problems = append(r.problems, fmt.Sprintf("node #%d (%s) ran twice", id, key))
+	r.attempts = append(r.attempts, a)
+	r.ran[a.at]++
+	r.runs[f.id]++
+	switch {
+	case r.ran[a.at] > 1:
+		r.problems = append(r.problems, fmt.Sprintf("function %v (%s) ran twice", a.at, f.key))
+	case r.stored[f.key]:
+		r.problems = append(r.problems, fmt.Sprintf("function %v ran, though %s was journaled when the run began", a.at, f.key))
+	case journaled && !r.others:
+		// Not with other workers: doc.go, "Workers running one execution at
+		// once may both run a branch (its first write wins)".
+		r.problems = append(r.problems, fmt.Sprintf("function %v ran, though %s was journaled earlier in the run", a.at, f.key))
+	case a.n > f.max:
+		r.problems = append(r.problems, fmt.Sprintf("function %v ran attempt %d, of MaxAttempts %d", a.at, a.n, f.max))
 	}
-	if r.stored[key] {
-		r.problems = append(r.problems, fmt.Sprintf("node #%d ran, though %s was journaled when the run began", id, key))
+	if f.call != nil {
+		r.active[simAt{f.call.id, a.outer}]++
+		r.ranIn[simAt{f.id, a.outer}] = true
 	}
-	if batch >= 0 {
-		r.active[batch]++
+	return context.WithValue(ctx, simCtxKey{}, simCtx{a.at.path, a.n}), a
+}
+
+// exit records what the engine makes of attempt a, which returned err, or
+// panicked if not normal: whether it is final, retried or cut short, and the
+// record it leaves in the journal (retry.go's runAttemptsFrom and attempt).
+func (r *simRun) exit(ctx context.Context, a *simAttempt, err error, normal bool) {
+	f := a.f
+	now := r.now()
+	// A leaf under a step timeout never ignores its context, and nothing it
+	// waits for happens at the instant its deadline passes: it returned at
+	// its deadline if, and only if, the deadline is what ended it.
+	a.timed = f.timeout > 0 && now >= a.start+f.timeout
+	a.ended = !a.timed && ctx.Err() != nil
+	final := normal && !a.timed && (err == nil || durable.IsPermanent(err))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f.call != nil {
+		r.active[simAt{f.call.id, a.outer}]--
+	}
+	if a.timed && ctx.Err() == nil {
+		// DESIGN.md: "WithStepTimeout(d) gives each attempt its own deadline".
+		r.problems = append(r.problems, fmt.Sprintf("function %v ran past its step timeout of %s with its context alive", a.at, simDur(f.timeout)))
+	}
+	switch {
+	case final:
+		a.keep = f.key
+	case a.ended: // not retried, not journaled
+	case f.retried() && a.n < f.max:
+		a.keep = simAttemptKey(f.key, a.n)
+	case f.retried():
+		a.keep = f.key // the attempts ran out: final, as a Permanent failure
+	}
+	if a.keep != "" {
+		r.kept = append(r.kept, a.keep)
+	}
+	if normal && f.branch != nil && ctx.Err() != nil {
+		r.cancelled[a.at] = true
+		// Allowed difference (d): an outcome that the journal keeps, returned
+		// after the batch stopped counting.
+		if final && a.ended {
+			r.late = append(r.late, simLate{f.branch, now, a.outer})
+		}
 	}
 }
 
@@ -565,8 +906,9 @@ func (r *simRun) leaf(ctx context.Context, l *simLeaf) (string, error) {
 	if err := r.arrive(ctx, l.id, l.top); err != nil {
 		return "", err
 	}
+	sc := simCtxOf(ctx)
 	r.mu.Lock()
-	end := r.begin[l.id] + l.d
+	end := r.begin[simAt{l.id, sc.path}] + l.d
 	r.mu.Unlock()
 	if l.stubborn {
 		time.Sleep(end - r.now())
@@ -587,6 +929,10 @@ func (r *simRun) leaf(ctx context.Context, l *simLeaf) (string, error) {
 		r.mu.Lock()
 		r.healed = append(r.healed, l)
 		r.mu.Unlock()
+	case simFlakyK:
+		if sc.attempt <= l.k {
+			return "", simError{leaf: l.id, flaky: true}
+		}
 	}
 	return "L" + strconv.Itoa(l.id), nil
 }
@@ -594,15 +940,25 @@ func (r *simRun) leaf(ctx context.Context, l *simLeaf) (string, error) {
 // call makes call c and records its result; it returns what a branch makes its
 // value of, or the call's error. early: see "How a run is made faithful".
 func (r *simRun) call(ctx context.Context, c *simCall, early bool) (string, error) {
-	if c.kind != simStep && r.stored[c.key+"/!h"] {
+	at := simAt{c.id, simCtxOf(ctx).path}
+	if r.callsEarly(c) {
 		// A combinator whose head is journaled is called at once, without
 		// waiting for the planned instant: its deadline is the journaled one,
 		// and its branches keep to the plan.
 		r.mu.Lock()
-		r.begin[c.id] = r.now()
+		r.begin[at] = r.now()
 		r.mu.Unlock()
 	} else if err := r.arrive(ctx, c.id, c.top); err != nil {
 		return "", err
+	}
+	if c.kind != simStep {
+		restored := slices.ContainsFunc(c.branches, func(b *simBranch) bool {
+			stored, _ := r.j.holds(b.key, r.stored)
+			return stored
+		})
+		r.mu.Lock()
+		r.restored[at] = restored
+		r.mu.Unlock()
 	}
 	var res simResult
 	var digest string
@@ -622,28 +978,34 @@ func (r *simRun) call(ctx context.Context, c *simCall, early bool) (string, erro
 		// took the time it took then. But a call followed by a combinator
 		// whose head is journaled returns at once, so that the combinator is
 		// called sooner than it first was, and keeps its journaled deadline.
-		if at, ok := r.plan.ended[c.id]; ok {
-			if now := r.now(); now < at && !(early && err == nil) {
-				time.Sleep(at - now)
-			} else if now > at {
-				r.deviate(c.top, "call #%d returned at %s, in the crash-free run at %s", c.id, simDur(now), simDur(at))
+		if end, ok := r.plan.ended[at]; ok {
+			if now := r.now(); now < end && !(early && err == nil) {
+				time.Sleep(end - now)
+			} else if now > end {
+				r.deviate(c.top, "call %v returned at %s, in the crash-free run at %s", at, simDur(now), simDur(end))
 			}
 		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.ended[c.id] = r.now()
-	r.results[c.id] = res
-	if n := r.active[c.id]; n != 0 {
-		r.problems = append(r.problems, fmt.Sprintf("%s #%d returned with %d branch functions running", c.kind, c.id, n))
+	r.ended[at] = r.now()
+	r.results[at] = res
+	if n := r.active[at]; n != 0 {
+		r.problems = append(r.problems, fmt.Sprintf("%s %v returned with %d branch functions running", c.kind, at, n))
 	}
 	return digest, err
 }
 
-// early reports whether calls[k] is followed by a combinator whose head was
-// journaled when the run began.
+// callsEarly reports whether combinator c is called at once: its head was
+// journaled when the run began, and none of its branches has a step timeout,
+// whose deadline counts from when the branch is dispatched.
+func (r *simRun) callsEarly(c *simCall) bool {
+	return c.kind != simStep && r.stored[c.key+"/!h"] && !c.stepTimeouts()
+}
+
+// early reports whether calls[k] is followed by a combinator called at once.
 func (r *simRun) early(calls []*simCall, k int) bool {
-	return k+1 < len(calls) && calls[k+1].kind != simStep && r.stored[calls[k+1].key+"/!h"]
+	return k+1 < len(calls) && r.callsEarly(calls[k+1])
 }
 
 // simMake makes a value of type T from s.
@@ -664,30 +1026,12 @@ func simMake[T any](s string) T {
 	return v.(T)
 }
 
-// simBranchFn is the function of branch b of combinator c.
-func simBranchFn[T any](r *simRun, c *simCall, b *simBranch) func(context.Context) (T, error) {
+// simBranchFn is the function of branch b.
+func simBranchFn[T any](r *simRun, b *simBranch) func(context.Context) (T, error) {
 	return func(ctx context.Context) (v T, err error) {
-		r.enter(b.id, b.key, c.id)
+		ctx, a := r.enter(ctx, b.fn)
 		normal := false
-		defer func() {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			r.active[c.id]--
-			if !normal {
-				return // a panic
-			}
-			if err == nil || durable.IsPermanent(err) {
-				r.kept = append(r.kept, b.key)
-			}
-			if ctx.Err() != nil {
-				r.cancelled[b.id] = true
-				// Allowed difference (d): an outcome that the journal keeps,
-				// returned after the batch stopped counting.
-				if err == nil || durable.IsPermanent(err) {
-					r.late = append(r.late, simLate{b, r.now()})
-				}
-			}
-		}()
+		defer func() { r.exit(ctx, a, err, normal) }()
 		v, err = simBranchBody[T](r, ctx, b)
 		normal = true
 		return v, err
@@ -722,26 +1066,70 @@ func simValueResult(v any, err error) (simResult, string, error) {
 	return simResult{Value: s}, s, nil
 }
 
+// simBatchResult is the result of Settle or SettleEach c, called in path,
+// which returned br, err.
+func simBatchResult[T any](r *simRun, c *simCall, path string, br *durable.BatchResult[T], err error) (simResult, string, error) {
+	if err != nil {
+		return simResult{Err: simErrOf(err, true)}, "", err
+	}
+	res := simResult{Reason: br.Reason}
+	// What a branch makes of a nested Settle: its reason and its successes,
+	// which allowed difference (b) leaves as they were.
+	digest := br.Reason.String()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, it := range br.Items {
+		item := simItem{Status: it.Status, Replayed: it.Replayed}
+		switch it.Status {
+		case durable.StatusSucceeded:
+			item.Value = fmt.Sprint(it.Value)
+			digest += " " + strconv.Itoa(i) + "=" + item.Value
+		case durable.StatusFailed:
+			item.Err = simErrOf(it.Err, false)
+		}
+		if it.Status == durable.StatusSucceeded || it.Status == durable.StatusFailed {
+			if ran := r.ranIn[simAt{c.branches[i].id, path}]; it.Replayed == ran {
+				r.problems = append(r.problems, fmt.Sprintf("%s #%d item %d: Replayed=%v, but its function ran=%v", c.kind, c.id, i, it.Replayed, ran))
+			}
+		}
+		res.Items = append(res.Items, item)
+	}
+	return res, digest, nil
+}
+
+// simOptions are the options of a codec, a retry policy (nil: none) and a
+// step timeout (0: none).
+func simOptions(codec simCodec, retry *simRetry, stepTimeout time.Duration) []durable.Option {
+	var opts []durable.Option
+	if codec != simNoCodec {
+		opts = append(opts, durable.WithCodec(codec.codec()))
+	}
+	if retry != nil {
+		opts = append(opts, durable.WithRetry(retry.policy()))
+	}
+	if stepTimeout > 0 {
+		opts = append(opts, durable.WithStepTimeout(stepTimeout))
+	}
+	return opts
+}
+
 // simInvoke makes call c with values of type T.
 func simInvoke[T any](r *simRun, ctx context.Context, c *simCall) (simResult, string, error) {
 	if c.kind == simStep {
-		v, err := durable.NewStep(c.name, func(ctx context.Context) (T, error) {
-			r.enter(c.leaf.id, c.key, -1)
+		v, err := durable.NewStep(c.name, func(ctx context.Context) (v T, err error) {
+			ctx, a := r.enter(ctx, c.fn)
+			normal := false
+			defer func() { r.exit(ctx, a, err, normal) }()
 			s, err := r.leaf(ctx, c.leaf)
-			if err == nil || durable.IsPermanent(err) {
-				r.mu.Lock()
-				r.kept = append(r.kept, c.key)
-				r.mu.Unlock()
-			}
+			normal = true
 			if err != nil {
-				var zero T
-				return zero, err
+				return v, err
 			}
 			return simMake[T](s), nil
-		}).Run(ctx)
+		}, simOptions(c.codec, c.retry, c.stepTimeout)...).Run(ctx)
 		return simValueResult(v, err)
 	}
-	var opts []durable.Option
+	opts := simOptions(c.codec, c.retry, c.stepTimeout)
 	if c.limit > 0 {
 		opts = append(opts, durable.WithMaxConcurrency(c.limit))
 	}
@@ -758,8 +1146,17 @@ func simInvoke[T any](r *simRun, ctx context.Context, c *simCall) (simResult, st
 	fns := make([]func(context.Context) (T, error), len(c.branches))
 	steps := make([]durable.Step[T], len(c.branches))
 	for i, b := range c.branches {
-		fns[i] = simBranchFn[T](r, c, b)
-		steps[i] = durable.NewStep(b.name, fns[i])
+		fns[i] = simBranchFn[T](r, b)
+		steps[i] = durable.NewStep(b.name, fns[i], simOptions(b.codec, b.retry, b.stepTimeout)...)
+	}
+	// FanOut's and SettleEach's items are the branches' indexes.
+	items := make([]int, len(c.branches))
+	for i := range items {
+		items[i] = i
+	}
+	itemFn := func(ctx context.Context, i int) (T, error) { return fns[i](ctx) }
+	if c.kind.keyed() {
+		opts = append(opts, durable.WithKey(func(i int) string { return c.branches[i].name }))
 	}
 	switch c.kind {
 	case simParallel:
@@ -769,14 +1166,7 @@ func simInvoke[T any](r *simRun, ctx context.Context, c *simCall) (simResult, st
 		m, err := durable.ParallelNamed(ctx, c.name, steps, opts...)
 		return simValueResult(m, err) // fmt prints maps sorted by key
 	case simFanOut, simFanKey:
-		items := make([]int, len(c.branches))
-		for i := range items {
-			items[i] = i
-		}
-		if c.kind == simFanKey {
-			opts = append(opts, durable.WithKey(func(i int) string { return c.branches[i].name }))
-		}
-		vs, err := durable.FanOut(ctx, c.name, items, func(ctx context.Context, i int) (T, error) { return fns[i](ctx) }, opts...)
+		vs, err := durable.FanOut(ctx, c.name, items, itemFn, opts...)
 		return simValueResult(vs, err)
 	case simRace:
 		v, err := durable.Race(ctx, c.name, steps, opts...)
@@ -786,32 +1176,10 @@ func simInvoke[T any](r *simRun, ctx context.Context, c *simCall) (simResult, st
 		return simValueResult(v, err)
 	case simSettle:
 		br, err := durable.Settle(ctx, c.name, steps, opts...)
-		if err != nil {
-			return simResult{Err: simErrOf(err, true)}, "", err
-		}
-		res := simResult{Reason: br.Reason}
-		// What a branch makes of a nested Settle: its reason and its successes,
-		// which allowed difference (b) leaves as they were.
-		digest := br.Reason.String()
-		r.mu.Lock()
-		for i, it := range br.Items {
-			item := simItem{Status: it.Status, Replayed: it.Replayed}
-			switch it.Status {
-			case durable.StatusSucceeded:
-				item.Value = fmt.Sprint(it.Value)
-				digest += " " + strconv.Itoa(i) + "=" + item.Value
-			case durable.StatusFailed:
-				item.Err = simErrOf(it.Err, false)
-			}
-			if it.Status == durable.StatusSucceeded || it.Status == durable.StatusFailed {
-				if ran := r.ran[c.branches[i].id] > 0; it.Replayed == ran {
-					r.problems = append(r.problems, fmt.Sprintf("Settle #%d item %d: Replayed=%v, but its function ran=%v", c.id, i, it.Replayed, ran))
-				}
-			}
-			res.Items = append(res.Items, item)
-		}
-		r.mu.Unlock()
-		return res, digest, nil
+		return simBatchResult(r, c, simCtxOf(ctx).path, br, err)
+	case simEach, simEachKey:
+		br, err := durable.SettleEach(ctx, c.name, items, itemFn, opts...)
+		return simBatchResult(r, c, simCtxOf(ctx).path, br, err)
 	case simGroup:
 		g := durable.NewGroup(ctx, c.name, opts...)
 		futs := make([]*durable.Future[T], len(c.branches))
@@ -844,44 +1212,75 @@ type simCase struct {
 	instants []time.Duration
 	log      []string          // what the last sequence did, for a failure's report
 	foreign  map[string]string // goroutines of other tests, by simGoroutines
+	// Attempts in the cut sequences: after the first (retries), cut by their
+	// step timeout, and resumed by a later run from the journal's count.
+	retries, timed, resumed int
+	again                   int // writes of two workers at once that lost to the other's
 }
 
 // run runs the program once against j, in a bubble of its own.
-func (s *simCase) run(t *testing.T, j *simJournal, plan *simRun, index int, f simFault) (r *simRun) {
-	r = newSimRun(s.p, plan, index, j.snapshot())
+func (s *simCase) run(t *testing.T, j *simJournal, plan *simRun, index int, f simFault) *simRun {
+	return s.runWorkers(t, j, plan, index, f, 1)[0]
+}
+
+// runWorkers runs the program as n workers at once against j, in a bubble of
+// their own: each calls WithJournal with the same execution ID, and makes
+// every top-level call. It returns the run of each.
+func (s *simCase) runWorkers(t *testing.T, j *simJournal, plan *simRun, index int, f simFault, n int) []*simRun {
+	rs := make([]*simRun, n)
+	for w := range rs {
+		rs[w] = newSimRun(s.p, plan, index, j)
+		rs[w].others = n > 1
+	}
+	r := rs[0] // what concerns the bubble is reported by the first
 	j.arm(f)
 	defer func() {
 		// A bubble whose goroutines are all blocked for good panics here.
 		if v := recover(); v != nil {
 			r.problem("%v", v)
 		}
-		r.puts, r.gets = j.counts()
-		r.after = j.snapshot()
+		puts, gets := j.counts()
+		after := j.snapshot()
+		for _, r := range rs {
+			r.puts, r.gets, r.after = puts, gets, after
+		}
+		r.problems = append(r.problems, j.checkCodecs(s.p)...)
 		j.arm(simFault{})
 	}()
 	synctest.Test(t, func(t *testing.T) {
-		r.t0 = time.Now()
+		t0 := time.Now()
+		goroutines := runtime.NumGoroutine()
 		ctx, cancel := context.WithCancelCause(context.Background())
 		var timer *time.Timer
 		if f.at > 0 {
 			timer = time.AfterFunc(f.at, func() { cancel(errSimCrash) })
 		}
-		jctx := durable.WithJournal(ctx, j.view(), simExecution)
-		for k, c := range s.p.calls {
-			_, _ = r.call(jctx, c, r.early(s.p.calls, k))
+		var wg sync.WaitGroup
+		for _, r := range rs {
+			r.t0 = t0
+			wg.Go(func() {
+				jctx := durable.WithJournal(ctx, j.view(), simExecution)
+				for k, c := range s.p.calls {
+					_, _ = r.call(jctx, c, r.early(s.p.calls, k))
+				}
+			})
 		}
+		wg.Wait()
 		if timer != nil {
 			timer.Stop()
 		}
 		cancel(nil)
 		synctest.Wait()
+		if runtime.NumGoroutine() <= goroutines {
+			return // none left: no need to read every stack
+		}
 		for id, stack := range simGoroutines() {
 			if _, ok := s.foreign[id]; !ok {
 				r.problem("a goroutine is left when the program returned:\n%s", stack)
 			}
 		}
 	})
-	return r
+	return rs
 }
 
 // simGoroutines returns the stacks, by goroutine header ("goroutine 7 [...]"
@@ -928,17 +1327,23 @@ func (s *simCase) prepare(t *testing.T) (ok bool, why string) {
 		}
 	}
 	set := map[time.Duration]bool{}
-	for id, at := range s.cf.begin {
+	for node, at := range s.cf.begin {
 		set[at] = true
-		if l := s.p.leaves[id]; l != nil {
+		if l := s.p.leaves[node.id]; l != nil {
 			set[at+l.d] = true
 		}
-		if c := s.p.callsBy[id]; c != nil && c.timeout > 0 {
+		if c := s.p.callsBy[node.id]; c != nil && c.timeout > 0 {
 			set[at+c.timeout] = true
 		}
 	}
 	for _, at := range s.cf.ended {
 		set[at] = true
+	}
+	for _, a := range s.cf.attempts {
+		set[a.start] = true
+		if a.f.timeout > 0 {
+			set[a.start+a.f.timeout] = true
+		}
 	}
 	s.instants = slices.Sorted(maps.Keys(set))
 	return true, ""
@@ -953,6 +1358,19 @@ func (s *simCase) sequence(t *testing.T, rng *rand.Rand, first simFault) ([]stri
 	for f := first; ; {
 		r := s.run(t, j, s.cf, len(runs), f)
 		runs = append(runs, r)
+		seen := map[*simFunc]bool{}
+		for _, a := range r.attempts {
+			if a.n > 1 {
+				s.retries++
+				if !seen[a.f] && len(runs) > 1 {
+					s.resumed++
+				}
+			}
+			if a.timed {
+				s.timed++
+			}
+			seen[a.f] = true
+		}
 		s.log = append(s.log, fmt.Sprintf("run %d: %v (%d puts, %d gets)", len(runs)-1, f, r.puts, r.gets))
 		if f == (simFault{}) {
 			break
@@ -963,13 +1381,59 @@ func (s *simCase) sequence(t *testing.T, rng *rand.Rand, first simFault) ([]stri
 			case 0, 1:
 				f.put = 1 + rng.IntN(max(1, s.cf.puts))
 			case 2:
-				f.at = s.instants[rng.IntN(len(s.instants))] + simUnit/2
+				f.at = s.cutAfter(rng.IntN(len(s.instants)))
 			case 3:
 				f.get = 1 + rng.IntN(max(1, s.cf.gets))
 			}
 		}
 	}
 	return s.check(runs), len(runs)
+}
+
+// workers runs the program as two workers at once, on a fresh journal and
+// after a cut at a random write, and checks each worker's run as the last run
+// of its sequence: doc.go, "several workers running one execution at once all
+// see the value whose write won, and the same decision of a Settle, Race or
+// Any".
+func (s *simCase) workers(t *testing.T, rng *rand.Rand) []string {
+	for _, first := range []simFault{{}, {put: 1 + rng.IntN(max(1, s.cf.puts))}} {
+		j := newSimJournal(s.p.scan)
+		var runs []*simRun
+		s.log = s.log[:0]
+		if first != (simFault{}) {
+			r := s.run(t, j, s.cf, 0, first)
+			runs = append(runs, r)
+			s.log = append(s.log, fmt.Sprintf("run 0: %v (%d puts, %d gets)", first, r.puts, r.gets))
+		}
+		ws := s.runWorkers(t, j, s.cf, len(runs), simFault{}, 2)
+		s.again += j.again
+		s.log = append(s.log, fmt.Sprintf("run %d: two workers at once (%d puts, %d gets)", len(runs), ws[0].puts, ws[0].gets))
+		var out []string
+		for w, r := range ws {
+			for _, p := range s.check(append(slices.Clone(runs), r)) {
+				out = append(out, fmt.Sprintf("worker %d: %s", w, p))
+			}
+		}
+		for _, at := range slices.SortedFunc(maps.Keys(ws[0].results), simAtLess) {
+			a := ws[0].results[at]
+			b, ok := ws[1].results[at]
+			if c := s.p.callsBy[at.id]; ok && c.kind.final() && a.Err == nil && b.Err == nil && !simSame(a, b) {
+				out = append(out, fmt.Sprintf("%s %v: the workers saw two decisions:\n    %v\n  and\n    %v", c.kind, at, a, b))
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	return nil
+}
+
+// cutAfter is an instant just after s.instants[i], before the next.
+func (s *simCase) cutAfter(i int) time.Duration {
+	if i+1 < len(s.instants) {
+		return s.instants[i] + (s.instants[i+1]-s.instants[i])/2
+	}
+	return s.instants[i] + s.p.unit/2
 }
 
 // cuts are the first faults of the program's cut sequences: every Put cut,
@@ -981,7 +1445,7 @@ func (s *simCase) cuts(rng *rand.Rand, timeCuts int) []simFault {
 		cuts = append(cuts, simFault{put: k})
 	}
 	for _, i := range rng.Perm(len(s.instants))[:min(timeCuts, len(s.instants))] {
-		cuts = append(cuts, simFault{at: s.instants[i] + simUnit/2})
+		cuts = append(cuts, simFault{at: s.cutAfter(i)})
 	}
 	if s.cf.gets > 0 {
 		cuts = append(cuts, simFault{get: 1 + rng.IntN(s.cf.gets)})
@@ -993,11 +1457,17 @@ func (s *simCase) cuts(rng *rand.Rand, timeCuts int) []simFault {
 		}
 		if c.kind == simStep {
 			keys = append(keys, c.key)
+			if c.fn.retried() {
+				keys = append(keys, simAttemptKey(c.key, 1))
+			}
 			continue
 		}
 		keys = append(keys, c.key+"/!h")
 		for _, b := range c.branches {
 			keys = append(keys, b.key)
+			if b.fn.retried() {
+				keys = append(keys, simAttemptKey(b.key, 1))
+			}
 		}
 	}
 	for _, i := range rng.Perm(len(keys))[:min(2, len(keys))] {
@@ -1024,27 +1494,33 @@ func (s *simCase) check(runs []*simRun) []string {
 				continue
 			}
 			for _, b := range c.branches {
-				if r.ran[b.id] > 0 {
+				if r.runs[b.id] > 0 {
 					out = append(out, fmt.Sprintf("run %d: branch #%d of %s #%d ran, though its decision was journaled", i, b.id, c.kind, c.id))
 				}
 			}
 		}
 	}
 	// DESIGN.md: "A branch's success is journaled when it finishes", and a
-	// Permanent failure "is journaled and replayed": in a run without faults,
+	// Permanent failure "is journaled and replayed", and "Retries are
+	// durable": "Each failed attempt is journaled": in a run without faults,
 	// every such outcome is stored.
 	for _, key := range last.kept {
 		if !last.after[key] {
 			out = append(out, fmt.Sprintf("last run: %s returned an outcome the journal keeps, but it was not stored", key))
 		}
 	}
+	out = append(out, s.checkAttempts(runs)...)
 
-	// cut reports whether call c ran inside a branch that returned with its
-	// context ended, in run r: what it returned then counts for nothing.
-	cut := func(r *simRun, c *simCall) bool {
+	// cut reports whether call c, called in path, ran inside a branch that
+	// returned with its context ended, in run r: what it returned then counts
+	// for nothing.
+	cut := func(r *simRun, c *simCall, path string) bool {
 		for b := c.parent; b != nil; b = b.parent.parent {
-			if r.cancelled[b.id] {
+			if r.cancelled[simAt{b.id, path}] {
 				return true
+			}
+			if b.fn.on {
+				path = simOuter(path)
 			}
 		}
 		return false
@@ -1065,22 +1541,24 @@ func (s *simCase) check(runs []*simRun) []string {
 	}
 	// (d) needs a late branch stored by one run, restored by a later one, and its
 	// combinator returning there what the crash-free run did not, for another
-	// reason than that run's own fault. Not a Settle's branch that finished
-	// after the Settle's own deadline: DESIGN.md, "Records are checked": "Branch
-	// records carry when the branch finished, so that a resumed run counts only
-	// what finished before a journaled deadline" (the head's start is the
-	// crash-free run's: heads are written at planned instants).
+	// reason than that run's own fault. Not a Settle's or SettleEach's branch
+	// that finished after its batch's own deadline: DESIGN.md, "Records are
+	// checked": "Branch records carry when the branch finished, so that a
+	// resumed run counts only what finished before a journaled deadline" (the
+	// head's start is the crash-free run's: heads are written at planned
+	// instants).
 	var late []simLate
 	for i, r := range runs {
 		for _, l := range late {
 			c := l.b.parent
-			res, ok := r.results[c.id]
-			if c.kind == simSettle && c.timeout > 0 && l.at > s.cf.begin[c.id]+c.timeout {
+			at := simAt{c.id, l.path}
+			res, ok := r.results[at]
+			if c.kind.settles() && c.timeout > 0 && l.at > s.cf.begin[at]+c.timeout {
 				continue
 			}
 			// Not filtered by cut: what a call returned may be why its branch
 			// went on until it was cancelled.
-			if r.stored[l.b.key] && ok && !excused[c.top] && !simFaulty(res) && s.compare(c, r, res) != "" {
+			if r.stored[l.b.key] && ok && !excused[c.top] && !simFaulty(res) && s.compare(c, r, at, res) != "" {
 				excused[c.top] = true
 				s.log = append(s.log, fmt.Sprintf("(d): branch #%d, stored after its context ended, restored in run %d", l.b.id, i))
 			}
@@ -1101,49 +1579,51 @@ func (s *simCase) check(runs []*simRun) []string {
 			}
 		}
 	}
-	// decided is, for each Settle, Race and Any, the first result it returned in
-	// the sequence: the decision the journal holds.
-	decided := map[int]simResult{}
+	// decided is, for each Settle, SettleEach, Race and Any, the first result
+	// it returned in the sequence: the decision the journal holds. Each of its
+	// invocations (one per attempt of a function around it) reads the same.
 	for _, id := range slices.Sorted(maps.Keys(s.p.callsBy)) {
 		c := s.p.callsBy[id]
 		if !c.kind.final() {
 			continue
 		}
-		first := -1
+		first, at := -1, simAt{}
+		var decided simResult
 		for i, r := range runs {
-			res, ok := r.results[id]
-			if !ok || res.Err != nil {
-				continue
-			}
-			if first < 0 {
-				first = i
-				decided[id] = res
-				continue
-			}
-			if !simSame(decided[id], res) {
-				out = append(out, fmt.Sprintf("%s #%d: the decision of run %d changed in run %d:\n    %v\n  then\n    %v",
-					c.kind, id, first, i, decided[id], res))
+			for _, node := range slices.SortedFunc(maps.Keys(r.results), simAtLess) {
+				res := r.results[node]
+				if node.id != id || res.Err != nil {
+					continue
+				}
+				if first < 0 {
+					first, at, decided = i, node, res
+					continue
+				}
+				if !simSame(decided, res) {
+					out = append(out, fmt.Sprintf("%s %v: the decision of run %d changed in run %d (%v):\n    %v\n  then\n    %v",
+						c.kind, at, first, i, node, decided, res))
+				}
 			}
 		}
-		if first < 0 || excused[c.top] || cut(runs[first], c) || cut(s.cf, c) {
+		if first < 0 || excused[c.top] || cut(runs[first], c, at.path) || cut(s.cf, c, at.path) {
 			continue
 		}
-		if d := s.compare(c, runs[first], decided[id]); d != "" {
-			out = append(out, fmt.Sprintf("%s #%d decided in run %d %s", c.kind, id, first, d))
+		if d := s.compare(c, runs[first], at, decided); d != "" {
+			out = append(out, fmt.Sprintf("%s %v decided in run %d %s", c.kind, at, first, d))
 		}
 	}
 
-	for _, id := range slices.Sorted(maps.Keys(last.results)) {
-		c := s.p.callsBy[id]
-		if excused[c.top] || cut(last, c) || cut(s.cf, c) {
+	for _, at := range slices.SortedFunc(maps.Keys(last.results), simAtLess) {
+		c := s.p.callsBy[at.id]
+		if excused[c.top] || cut(last, c, at.path) || cut(s.cf, c, at.path) {
 			continue
 		}
-		res := last.results[id]
+		res := last.results[at]
 		if c.kind.final() && res.Err == nil {
 			continue // checked above
 		}
-		if d := s.compare(c, last, res); d != "" {
-			out = append(out, fmt.Sprintf("%s #%d in the last run %s", c.kind, id, d))
+		if d := s.compare(c, last, at, res); d != "" {
+			out = append(out, fmt.Sprintf("%s %v in the last run %s", c.kind, at, d))
 		}
 	}
 	for _, d := range last.deviations {
@@ -1154,35 +1634,78 @@ func (s *simCase) check(runs []*simRun) []string {
 	return out
 }
 
+// checkAttempts checks the attempts of the functions run under a retry policy
+// across a sequence of runs.
+func (s *simCase) checkAttempts(runs []*simRun) []string {
+	var out []string
+	for _, f := range s.p.funcs {
+		if !f.retried() {
+			continue
+		}
+		// DESIGN.md, "Retries are durable": "a step never runs more than
+		// MaxAttempts attempts across crashes, beyond the one attempt that may
+		// have been running when a process died". An attempt is cut short by a
+		// crash, or by its context ending (retry.go: "Waits end at once when
+		// the step's context ends ... the step then fails with its last
+		// failure", unjournaled), or its record is lost to a failed write: each
+		// such attempt may run again.
+		total, cut := 0, 0
+		for i, r := range runs {
+			for _, a := range r.attempts {
+				if a.f != f {
+					continue
+				}
+				total++
+				if a.keep == "" || !r.after[a.keep] {
+					cut++
+				}
+				// A resumed run "waits only what is left" of the backoff
+				// (doc.go, "Retries"): an attempt after the first begins no
+				// sooner than it did in the crash-free run.
+				if i > 0 && a.n > 1 {
+					if at, ok := s.cf.attemptStart(a.at); ok && a.start < at {
+						out = append(out, fmt.Sprintf("run %d: attempt %d of %s began at %s, in the crash-free run at %s: its backoff was cut short",
+							i, a.n, f.key, simDur(a.start), simDur(at)))
+					}
+				}
+			}
+		}
+		if total > f.max+cut {
+			out = append(out, fmt.Sprintf("%s ran %d attempts in the sequence, of MaxAttempts %d with %d cut short", f.key, total, f.max, cut))
+		}
+	}
+	return out
+}
+
+// attemptStart is when the function invocation at began in run r.
+func (r *simRun) attemptStart(at simAt) (time.Duration, bool) {
+	for _, a := range r.attempts {
+		if a.at == at {
+			return a.start, true
+		}
+	}
+	return 0, false
+}
+
 // simFaulty reports whether res shows the fault of its run.
 func simFaulty(res simResult) bool {
 	s := res.String()
 	return strings.Contains(s, errSimJournal.Error()) || strings.Contains(s, errSimCrash.Error())
 }
 
-// compare compares call c's result got, from run r, with the crash-free run's, and
-// says how they differ.
-func (s *simCase) compare(c *simCall, r *simRun, got simResult) string {
-	want, ok := s.cf.results[c.id]
+// compare compares call c's result got, from invocation at in run r, with the
+// crash-free run's, and says how they differ.
+func (s *simCase) compare(c *simCall, r *simRun, at simAt, got simResult) string {
+	want, ok := s.cf.results[at]
 	switch {
 	case !ok:
 		return fmt.Sprintf("returned, but not in the crash-free run:\n    %v", got)
 	case simSame(want, got):
 		return ""
-	case c.kind == simSettle && got.Err == nil && s.restored(c, r) && simSameDecision(want, got):
+	case c.kind.settles() && got.Err == nil && r.restored[at] && simSameDecision(want, got):
 		return "" // allowed difference (b)
 	}
 	return fmt.Sprintf("differs from the crash-free run:\n    want %v\n    got  %v", want, got)
-}
-
-// restored reports whether run r began with some branch of c in the journal.
-func (s *simCase) restored(c *simCall, r *simRun) bool {
-	for _, b := range c.branches {
-		if r.stored[b.key] {
-			return true
-		}
-	}
-	return false
 }
 
 // --- the test ---
@@ -1213,7 +1736,10 @@ func TestSimulation(t *testing.T) {
 	if one {
 		seeds = []uint64{uint64(simEnv("DURABLE_SIM_SEED", 0))}
 	}
-	var stats struct{ programs, redrawn, skipped, sequences, runs, flaky, late, failed int }
+	var stats struct {
+		programs, redrawn, skipped, sequences, runs, flaky, late, failed int
+		retries, timed, resumed, again                                   int
+	}
 	start := time.Now()
 	// Goroutines that other tests left running engine code, still there when
 	// this one began: not this test's leaks. No other test runs meanwhile.
@@ -1243,12 +1769,13 @@ func TestSimulation(t *testing.T) {
 		}
 		if one {
 			t.Logf("%v", s.p)
-			for _, id := range slices.Sorted(maps.Keys(s.cf.results)) {
-				t.Logf("crash-free #%d: %v", id, s.cf.results[id])
+			for _, at := range slices.SortedFunc(maps.Keys(s.cf.results), simAtLess) {
+				t.Logf("crash-free %v: %v", at, s.cf.results[at])
 			}
 		}
 		rng := rand.New(rand.NewPCG(seed, 0xc075))
 		cuts := s.cuts(rng, timeCuts)
+		failed := false
 		for _, cut := range cuts {
 			problems, runs := s.sequence(t, rng, cut)
 			stats.sequences++
@@ -1266,14 +1793,31 @@ func TestSimulation(t *testing.T) {
 				stats.failed++
 				t.Errorf("seed %d (DURABLE_SIM_SEED=%d): %d problems after cut %v\n%v%s\n%s",
 					seed, seed, len(problems), cut, s.p, strings.Join(s.log, "\n"), strings.Join(problems, "\n"))
+				failed = true
 				break // one report a program
 			}
 		}
+		if !failed {
+			problems := s.workers(t, rng)
+			stats.sequences += 2
+			stats.runs += 3
+			if len(problems) > 0 {
+				stats.failed++
+				t.Errorf("seed %d (DURABLE_SIM_SEED=%d): %d problems with two workers\n%v%s\n%s",
+					seed, seed, len(problems), s.p, strings.Join(s.log, "\n"), strings.Join(problems, "\n"))
+			}
+		}
+		stats.retries += s.retries
+		stats.timed += s.timed
+		stats.resumed += s.resumed
+		stats.again += s.again
 		if stats.failed >= 10 {
 			t.Fatal("stopping after 10 failing programs")
 		}
 	}
 	t.Logf("%d programs (%d drawn again, %d skipped as not deterministic), %d cut sequences, %d runs; "+
-		"allowed difference (a) in %d sequences, (d) in %d; %v",
-		stats.programs, stats.redrawn, stats.skipped, stats.sequences, stats.runs, stats.flaky, stats.late, time.Since(start).Round(time.Millisecond))
+		"allowed difference (a) in %d sequences, (d) in %d; attempts: %d retries, %d resumed by a later run, %d past their step timeout; "+
+		"two workers at once: %d writes lost to the other's; %v",
+		stats.programs, stats.redrawn, stats.skipped, stats.sequences, stats.runs, stats.flaky, stats.late,
+		stats.retries, stats.resumed, stats.timed, stats.again, time.Since(start).Round(time.Millisecond))
 }

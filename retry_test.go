@@ -105,10 +105,6 @@ func TestRetryJitterIsDeterministic(t *testing.T) {
 // successive waits of one step, and the waits of sibling steps that fail
 // together, fall apart by a fair part of the backoff, not by nanoseconds.
 func TestRetryJitterVariesByKeyAndAttempt(t *testing.T) {
-	t.Skip("divergence: the fraction comes from the high bits of an FNV-1a hash, which the last bytes " +
-		"of the key and n barely reach: every attempt of a step waits the same, to the nanosecond, and " +
-		"siblings b0 and b1 wait within a microsecond of each other per second of backoff (simulation " +
-		"seed 242, drawn while its times were exact powers of two: two siblings' retries met at one instant)")
 	const siblings = 20
 	policy := durable.RetryPolicy{MaxAttempts: 4, Backoff: time.Second, Multiplier: 1, Jitter: 1}
 	synctest.Test(t, func(t *testing.T) {

@@ -566,7 +566,7 @@ func (b *batch[T]) stepJournaled(w *worker, i int) int {
 	}
 	w.checkpointing = false
 	if b.obs != nil {
-		b.observeBranchEnd(ctx, i, key, errors.Join(err, jerr), start)
+		b.observeCheckpointedEnd(ctx, i, key, err, jerr, start)
 	}
 	if jerr != nil {
 		return b.checkpointFailed(i, seq, jerr)

@@ -107,7 +107,10 @@ func (e *permanentError) Unwrap() error { return e.err }
 // of a replayed one.
 func (e *permanentError) TypeName() string { return typeName(e) }
 
-// permanent reports whether err was marked with Permanent.
+// permanent reports whether err was marked with Permanent. Not inlined: the
+// journaled path calls it, and its frame stays small.
+//
+//go:noinline
 func permanent(err error) bool {
 	var p *permanentError
 	return errors.As(err, &p)

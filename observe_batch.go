@@ -2,6 +2,7 @@ package durable
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -121,6 +122,15 @@ func (b *batch[T]) observeBranchEnd(ctx context.Context, i int, key string, err 
 		e.Attempt = n.(int)
 	}
 	observe(ctx, b.obs, e)
+}
+
+// observeCheckpointedEnd is observeBranchEnd for a branch whose outcome was
+// checkpointed: err, or the checkpoint's failure jerr. Not inlined: the
+// journaled path's frame stays small.
+//
+//go:noinline
+func (b *batch[T]) observeCheckpointedEnd(ctx context.Context, i int, key string, err, jerr error, start int64) {
+	b.observeBranchEnd(ctx, i, key, errors.Join(err, jerr), start)
 }
 
 // observeCheckpoint reports branch i's checkpoint of size bytes, written from

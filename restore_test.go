@@ -104,3 +104,72 @@ func TestRestoreAllocatesLittlePerBranch(t *testing.T) {
 		}
 	}
 }
+
+// An entry of no branch under the batch's prefix is decoded, not only
+// checksummed: one that does not decode is reported, naming its key, in
+// record format v2 (checksum sound, body not) and v1 (no checksum).
+func TestRestoreReportsAnUndecodableEntryOfNoBranch(t *testing.T) {
+	for _, named := range []bool{false, true} {
+		for _, v1 := range []bool{false, true} {
+			t.Run("named="+strconv.FormatBool(named)+"/v1="+strconv.FormatBool(v1), func(t *testing.T) {
+				j := journal.NewMemory()
+				run := func() ([]int, error) {
+					var opts []Option
+					if named {
+						opts = append(opts, WithKey(func(i int) string { return "k" + strconv.Itoa(i) }))
+					}
+					return FanOut(WithJournal(context.Background(), j, "e"), "items", []int{10, 11, 12},
+						func(_ context.Context, i int) (int, error) { return i * i, nil }, opts...)
+				}
+				_, err := run()
+				require.NoError(t, err)
+				key := "e/items/stray"
+				bad := []byte{record.Version1, 'z', 1, 2, 3} // an unknown kind, no checksum
+				if !v1 {
+					bad = append(record.Begin(nil, record.KindDecision), 0, 99, 0, 0, 0) // reason 99
+					record.Seal(bad, key)
+				}
+				_, err = j.Put(context.Background(), key, bad)
+				require.NoError(t, err)
+				_, err = run()
+				require.True(t, errors.Is(err, ErrCorrupt), "%v", err)
+				require.ErrorContains(t, err, strconv.Quote(key))
+			})
+		}
+	}
+}
+
+// A journal whose Scan visits a key twice (none of durable's does) restores
+// the branch once, from the last visit, whatever the batch's size.
+func TestRestoreOfAKeyVisitedTwice(t *testing.T) {
+	j := twiceScanner{journal.NewMemory()}
+	items := make([]int, 300)
+	for i := range items {
+		items[i] = i
+	}
+	var ran atomic.Int32
+	run := func() ([]int, error) {
+		return FanOut(WithJournal(context.Background(), j, "e"), "items", items, func(_ context.Context, i int) (int, error) {
+			ran.Add(1)
+			return -i, nil
+		})
+	}
+	want, err := run()
+	require.NoError(t, err)
+	got, err := run()
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	require.EqualValues(t, len(items), ran.Load())
+}
+
+// twiceScanner's Scan visits every entry twice.
+type twiceScanner struct{ *journal.Memory }
+
+func (s twiceScanner) Scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
+	for range 2 {
+		if err := s.Memory.Scan(ctx, prefix, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/durable-go/durable/internal/record"
@@ -128,6 +129,10 @@ const outcomeBlock = 256
 
 // add keeps o as branch i's outcome.
 func (rs *restoredSet) add(i int, o storedOutcome) {
+	if p := rs.outcome(i); p != nil {
+		*p = o // a journal that visits a key twice: the last visit wins
+		return
+	}
 	if rs.count%outcomeBlock == 0 {
 		rs.blocks = append(rs.blocks, make([]storedOutcome, 0, min(outcomeBlock, len(rs.at)-rs.count)))
 	}
@@ -259,9 +264,17 @@ func (b *batch[T]) loadRestored(ctx context.Context) error {
 			i = decimalIndex(seg, b.n)
 		}
 		if i < 0 {
-			// The head, read already, a nested step's record, read when its
-			// step runs, or no branch's: only checked.
-			if err := record.Verify(key, value); err != nil {
+			// The head, read already, or a nested step's record, read when
+			// its step runs: only its checksum is checked. An entry of no
+			// branch is decoded too, to be reported if it does not decode.
+			check := record.Verify
+			if seg != record.HeadSegment && strings.IndexByte(seg, '/') < 0 {
+				check = func(key string, value []byte) error {
+					_, err := record.Decode(key, value)
+					return err
+				}
+			}
+			if err := check(key, value); err != nil {
 				corrupt = cmp.Or(corrupt, err)
 			}
 			return nil

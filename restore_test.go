@@ -173,3 +173,55 @@ func (s twiceScanner) Scan(ctx context.Context, prefix string, fn func(key strin
 	}
 	return nil
 }
+
+// Another worker may journal a batch's head after this one found none, and its
+// branches' entries before this one's scan for orphans; a scan that is no
+// snapshot can then see the entries and not the head. They are no orphans:
+// the batch resumes from the other worker's head.
+func TestOrphanCheckLooksForTheHeadAgain(t *testing.T) {
+	mem := journal.NewMemory()
+	items := []int{1, 2, 3}
+	var ran atomic.Int32
+	run := func(j journal.Journal) ([]int, error) {
+		return FanOut(WithJournal(context.Background(), j, "e"), "items", items, func(_ context.Context, i int) (int, error) {
+			ran.Add(1)
+			return 10 * i, nil
+		})
+	}
+	want, err := run(mem)
+	require.NoError(t, err)
+	// This worker looks before the other's head was written, and its scan
+	// visits the head's part of the journal before the head is there.
+	late := &lateHead{Memory: mem, head: "e/items/!h"}
+	got, err := run(late)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	require.EqualValues(t, len(items), ran.Load(), "the branches ran again")
+	require.True(t, late.hidden[0] && late.hidden[1], "the head was not hidden from the first Get and Scan")
+}
+
+// lateHead hides the key head from the first Get and the first Scan.
+type lateHead struct {
+	*journal.Memory
+	head   string
+	hidden [2]bool
+}
+
+func (j *lateHead) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	if key == j.head && !j.hidden[0] {
+		j.hidden[0] = true
+		return nil, false, nil
+	}
+	return j.Memory.Get(ctx, key)
+}
+
+func (j *lateHead) Scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
+	hide := !j.hidden[1]
+	j.hidden[1] = true
+	return j.Memory.Scan(ctx, prefix, func(key string, value []byte) error {
+		if hide && key == j.head {
+			return nil
+		}
+		return fn(key, value)
+	})
+}

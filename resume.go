@@ -80,8 +80,8 @@ func (b *batch[T]) open(ctx context.Context, final bool) (*record.Record, error)
 
 // checkOrphans reports, when the journal can scan, an entry under the batch's
 // prefix while the batch has no head: ErrCorrupt, naming the entry's key. A
-// head found by the scan is another worker's, written since this one looked:
-// then its entries are no orphans.
+// head found by the scan, or by a second look after it, is another worker's,
+// written since this one looked: then its entries are no orphans.
 func (b *batch[T]) checkOrphans(ctx context.Context) error {
 	s, ok := b.sc.journal().(journal.Scanner)
 	if !ok {
@@ -107,7 +107,18 @@ func (b *batch[T]) checkOrphans(ctx context.Context) error {
 	if err != nil && !errors.Is(err, errStopScan) {
 		return fmt.Errorf("durable: journal scan %q: %w", b.prefix, err)
 	}
-	if headFound {
+	if headFound || orphan == nil {
+		return nil
+	}
+	// Every worker journals the head before anything under it, so an entry
+	// means a head, unless it was lost. A scan that is no snapshot (Memory's
+	// visits its shards one at a time) may have missed another worker's
+	// head, written after this one looked and before its entries: look again.
+	head, err := b.sc.get(ctx, headKey)
+	if err != nil {
+		return err
+	}
+	if head != nil {
 		return nil
 	}
 	return orphan

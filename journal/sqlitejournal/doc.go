@@ -117,6 +117,20 @@
 // WAL needs a file system whose processes share memory: a local disk, not a
 // network file system. Open fails when the file cannot be put in WAL mode.
 //
+// # Scanning
+//
+// [Journal.Scan], which a resumed or rerun batch calls once to restore every
+// branch, runs on connections of its own: up to max(4, GOMAXPROCS), opened
+// when first needed with SQLite's C API (modernc.org/sqlite/lib) in
+// multi-thread mode (SQLITE_OPEN_NOMUTEX), each used by one Scan at a time,
+// its two range queries prepared once. They only read, and set the busy
+// timeout alone. The driver's connections take a mutex for every call into
+// SQLite, several per row, and copy every column; a Scan's row is a step and
+// two calls per column, and its callback gets each value where SQLite holds
+// it, valid until the callback returns. Keys share blocks of up to 4 KiB.
+// Nested Scans in a Scan's callback wait when they would take every scanning
+// connection.
+//
 // # Group commit
 //
 // A sync costs far more than the write it protects, so the journal shares one

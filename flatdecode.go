@@ -129,10 +129,15 @@ func (d *flatPlan) read(data []byte, i int, p unsafe.Pointer) (int, bool) {
 			return i + len("false"), true
 		}
 	case flatInt:
-		return readInt(data, i, d.bits, p)
+		n, j, ok := parseJSONInt(data, i, d.bits)
+		if !ok {
+			return i, false
+		}
+		storeInt(p, d.bits, n)
+		return j, true
 	case flatUint:
-		n, j, ok := readDigits(data, i)
-		if !ok || n > ^uint64(0)>>(64-d.bits) {
+		n, j, ok := parseJSONUint(data, i, d.bits)
+		if !ok {
 			return i, false
 		}
 		storeUint(p, d.bits, n)
@@ -238,9 +243,9 @@ func readDigits(data []byte, i int) (uint64, int, bool) {
 	return n, i, true
 }
 
-// readInt reads a JSON integer that fits in a signed integer of bits bits into
-// the one at p.
-func readInt(data []byte, i, bits int, p unsafe.Pointer) (int, bool) {
+// parseJSONInt parses the JSON integer that starts at data[i], when it fits
+// in a signed integer of bits bits, and returns the index after it.
+func parseJSONInt(data []byte, i, bits int) (int64, int, bool) {
 	neg := at(data, i, "-")
 	j := i
 	if neg {
@@ -252,12 +257,27 @@ func readInt(data []byte, i, bits int, p unsafe.Pointer) (int, bool) {
 		most++
 	}
 	if !ok || u > most {
-		return i, false
+		return 0, i, false
 	}
 	n := int64(u)
 	if neg {
 		n = -n
 	}
+	return n, j, true
+}
+
+// parseJSONUint parses the JSON integer without a sign that starts at
+// data[i], when it fits in an unsigned integer of bits bits, and returns the
+// index after it.
+func parseJSONUint(data []byte, i, bits int) (uint64, int, bool) {
+	n, j, ok := readDigits(data, i)
+	if !ok || n > ^uint64(0)>>(64-bits) {
+		return 0, i, false
+	}
+	return n, j, true
+}
+
+func storeInt(p unsafe.Pointer, bits int, n int64) {
 	switch bits {
 	case 8:
 		*(*int8)(p) = int8(n)
@@ -268,7 +288,6 @@ func readInt(data []byte, i, bits int, p unsafe.Pointer) (int, bool) {
 	default:
 		*(*int64)(p) = n
 	}
-	return j, true
 }
 
 func storeUint(p unsafe.Pointer, bits int, n uint64) {

@@ -158,36 +158,14 @@ func setUint[N uint | uint64 | uint32](data []byte, q *N, bits int) bool {
 // jsonInt parses data when it is a JSON integer (no '+', no leading zeros)
 // that fits in bits.
 func jsonInt(data []byte, bits int) (int64, bool) {
-	digits := data
-	if len(digits) > 0 && digits[0] == '-' {
-		digits = digits[1:]
-	}
-	if !jsonDigits(digits) {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(string(data), 10, bits)
-	return n, err == nil
+	n, end, ok := parseJSONInt(data, 0, bits)
+	return n, ok && end == len(data)
 }
 
 // jsonUint parses data when it is a non-negative JSON integer that fits in bits.
 func jsonUint(data []byte, bits int) (uint64, bool) {
-	if !jsonDigits(data) {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(string(data), 10, bits)
-	return n, err == nil
-}
-
-func jsonDigits(d []byte) bool {
-	if len(d) == 0 || len(d) > 1 && d[0] == '0' {
-		return false
-	}
-	for _, c := range d {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
+	n, end, ok := parseJSONUint(data, 0, bits)
+	return n, ok && end == len(data)
 }
 
 // plainJSONString reports whether encoding/json writes s as itself in quotes,

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/durable-go/durable/internal/arena"
 	"github.com/durable-go/durable/internal/record"
 	"github.com/durable-go/durable/journal"
 )
@@ -133,7 +134,7 @@ type restoredSet struct {
 	blocks   [][]storedOutcome // outcomeBlock outcomes each: growing copies none
 	count    int
 	decision *record.Record
-	copies   arena // the bytes of the outcomes
+	copies   arena.Blocks // the bytes of the outcomes
 }
 
 const outcomeBlock = 256
@@ -219,21 +220,6 @@ func outcomeOf[T any](o *storedOutcome, c Codec) (T, error, error) {
 	return v, nil, err
 }
 
-// arena copies byte slices into large blocks: one allocation for many
-// records.
-type arena struct{ block []byte }
-
-const arenaBlock = 64 << 10
-
-func (a *arena) copy(b []byte) []byte {
-	if len(b) > cap(a.block)-len(a.block) {
-		a.block = make([]byte, 0, max(arenaBlock, len(b)))
-	}
-	at := len(a.block)
-	a.block = append(a.block, b...)
-	return a.block[at:len(a.block):len(a.block)]
-}
-
 // loadRestored reads every branch record in one call when the journal can
 // scan. It checks every entry under the batch's prefix, nested ones included,
 // so that an entry whose key was damaged is reported as corrupt rather than
@@ -291,7 +277,7 @@ func (b *batch[T]) loadRestored(ctx context.Context) error {
 			return nil
 		}
 		o := storedOutcome{key: key}
-		v := rs.copies.copy(value)
+		v := rs.copies.Bytes(value)
 		ok, err := record.DecodeSuccess(key, v, &o.s)
 		if err == nil && !ok {
 			o.rec, err = record.Decode(key, v)

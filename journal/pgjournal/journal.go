@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/durable-go/durable/internal/keyblock"
+	"github.com/durable-go/durable/internal/arena"
 	"github.com/durable-go/durable/journal"
 )
 
@@ -505,7 +505,7 @@ func (j *Journal) Scan(ctx context.Context, prefix string, fn func(key string, v
 	fields := rows.FieldDescriptions()
 	raw := len(fields) == 2 && fields[0].Format == pgx.BinaryFormatCode && fields[1].Format == pgx.BinaryFormatCode
 	var (
-		keys keyblock.Blocks
+		keys arena.Blocks
 		k, v []byte
 	)
 	for rows.Next() {

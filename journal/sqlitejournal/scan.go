@@ -11,7 +11,7 @@ import (
 	"modernc.org/libc"
 	sqlite3 "modernc.org/sqlite/lib"
 
-	"github.com/durable-go/durable/internal/keyblock"
+	"github.com/durable-go/durable/internal/arena"
 	"github.com/durable-go/durable/journal"
 )
 
@@ -25,7 +25,7 @@ import (
 // taking and releasing the connection's mutex, then copies each BLOB into a
 // new slice. A scanConn is opened with SQLITE_OPEN_NOMUTEX, reads each column
 // with two calls that take no mutex, and hands fn the value where SQLite holds
-// it; the keys' strings share blocks (see keyblock.Blocks), so that a row costs
+// it; the keys' strings share blocks (see arena.Blocks), so that a row costs
 // no allocation of its own.
 type scanConn struct {
 	tls *libc.TLS
@@ -137,7 +137,7 @@ func (c *scanConn) scan(ctx context.Context, prefix string, fn func(key string, 
 	defer sqlite3.Xsqlite3_reset(c.tls, stmt)
 
 	cancellable := ctx.Done() != nil
-	var keys keyblock.Blocks
+	var keys arena.Blocks
 	for {
 		if cancellable {
 			if err := ctx.Err(); err != nil {

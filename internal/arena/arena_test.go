@@ -1,4 +1,4 @@
-package keyblock_test
+package arena_test
 
 import (
 	"slices"
@@ -6,22 +6,22 @@ import (
 	"testing"
 	"unsafe"
 
-	"github.com/durable-go/durable/internal/keyblock"
+	"github.com/durable-go/durable/internal/arena"
 )
 
 // The strings stay as they were made while more are made, whatever their
 // lengths, and the source bytes may change after.
 func TestStringsStay(t *testing.T) {
-	var k keyblock.Blocks
+	var k arena.Blocks
 	var want, got []string
-	src := make([]byte, 0, 3*keyblock.Size)
+	src := make([]byte, 0, 3*arena.Size)
 	for i := range 2000 {
 		n := i % 50
 		switch i {
 		case 700:
-			n = keyblock.Size
+			n = arena.Size
 		case 701:
-			n = 3 * keyblock.Size
+			n = 3 * arena.Size
 		case 702:
 			n = 0
 		}
@@ -39,7 +39,7 @@ func TestStringsStay(t *testing.T) {
 }
 
 func TestAllocations(t *testing.T) {
-	var k keyblock.Blocks
+	var k arena.Blocks
 	b := []byte("exec/steps/1234")
 	// The first String may allocate a block; 200 strings of 15 bytes fill
 	// one block at most.
@@ -55,7 +55,7 @@ func TestAllocations(t *testing.T) {
 
 // The blocks grow from 256 bytes to Size: a string or two cost a small block.
 func TestBlockSizes(t *testing.T) {
-	var k keyblock.Blocks
+	var k arena.Blocks
 	b := make([]byte, 100)
 	var sizes []int
 	var prev string
